@@ -1,0 +1,127 @@
+"""Invoice Sync: copies Stripe invoices into e-conomic. `create_app()` builds the web app."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .config import load_config
+from .crypto import SecretBox
+from .extensions import csrf, db, limiter, login_manager, migrate, talisman
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# No inline script or style, no eval: HTMX is configured for this in templates/base.html.
+CONTENT_SECURITY_POLICY = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "img-src": "'self' data:",
+    "connect-src": "'self'",
+    "form-action": "'self'",
+    "frame-ancestors": "'none'",
+    "base-uri": "'self'",
+    "object-src": "'none'",
+}
+
+# The portal's main navigation, in the order merchants set things up.
+NAVIGATION = (
+    ("settings.rules", "Invoice Sync Rules"),
+    ("settings.mappings", "Invoice/Order field mappings"),
+    ("settings.customer_product", "Customer & product settings"),
+    ("history.index", "Sync history"),
+    ("settings.connections", "Connections"),
+)
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    instance_path = os.environ.get("INSTANCE_PATH") or str(PROJECT_ROOT / "instance")
+    app = Flask(
+        __name__,
+        instance_path=os.path.abspath(instance_path),
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+    )
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.update(load_config(app.instance_path))
+    if test_config:
+        app.config.update(test_config)
+
+    app.extensions["secret_box"] = SecretBox(app.config["ENCRYPTION_KEYS"])
+    if app.config["TRUSTED_PROXIES"]:
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to continue."
+    login_manager.login_message_category = "info"
+    csrf.init_app(app)
+    limiter.init_app(app)
+    talisman.init_app(
+        app,
+        force_https=app.config["FORCE_HTTPS"],
+        strict_transport_security=app.config["FORCE_HTTPS"],
+        session_cookie_secure=app.config["SESSION_COOKIE_SECURE"],
+        session_cookie_http_only=True,
+        content_security_policy=CONTENT_SECURITY_POLICY,
+        frame_options="DENY",
+        referrer_policy="same-origin",
+    )
+
+    from . import models  # noqa: F401  (so migrations and `db` see every table)
+    from .auth import bp as auth_bp
+    from .auth.cli import merchant_cli, user_cli
+    from .cli import secrets_cli
+    from .main import bp as main_bp
+    from .settings import bp as settings_bp
+    from .webhooks import bp as webhooks_bp
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(main_bp)
+    app.register_blueprint(settings_bp)
+    app.register_blueprint(webhooks_bp)
+    app.cli.add_command(merchant_cli)
+    app.cli.add_command(user_cli)
+    app.cli.add_command(secrets_cli)
+
+    _register_error_pages(app)
+
+    @app.context_processor
+    def navigation():
+        items = [(endpoint, label) for endpoint, label in NAVIGATION if endpoint in app.view_functions]
+        return {"navigation": items}
+
+    return app
+
+
+def _register_error_pages(app: Flask) -> None:
+    def page(status: int, title: str, message: str):
+        template = "_error_fragment.html" if request.headers.get("HX-Request") else "error.html"
+        return render_template(template, status=status, title=title, message=message), status
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error):
+        return page(400, "Form expired", "This form was sent without a valid security token. Reload the page and try again.")
+
+    @app.errorhandler(404)
+    def not_found(error):
+        if request.blueprint == "webhooks":
+            return jsonify(error="Unknown webhook URL."), 404
+        return page(404, "Not found", "There is nothing here, or it belongs to another account.")
+
+    @app.errorhandler(413)
+    def too_large(error):
+        if request.blueprint == "webhooks":
+            return jsonify(error="Body too large."), 413
+        return page(413, "Too large", "The request was larger than this site accepts.")
+
+    @app.errorhandler(429)
+    def too_many(error):
+        return page(429, "Too many attempts", f"Too many failed sign-in attempts. Try again later ({error.description}).")

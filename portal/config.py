@@ -1,0 +1,91 @@
+"""Configuration read from environment variables, with defaults that are safe for local use.
+
+Every value can be overridden by the environment; nothing here talks to the network.
+Secrets that have no value configured (the Flask secret key, the encryption key) are generated
+once into the instance folder, so a fresh clone works and restarts keep sessions and data readable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def instance_secret(instance_path: str, filename: str, make) -> str:
+    """Read a secret kept in the instance folder, creating it (mode 0600) on first use."""
+    path = Path(instance_path) / filename
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(make())
+    return path.read_text().strip()
+
+
+def embedded_redis_url(instance_path: str) -> str | None:
+    """The URL of the embedded Redis-compatible server that `make run` started, if any."""
+    path = Path(instance_path) / "embedded-redis.url"
+    return path.read_text().strip() if path.exists() else None
+
+
+def load_config(instance_path: str) -> dict:
+    """Build the app's configuration from the environment."""
+    secret_key = os.environ.get("SECRET_KEY") or instance_secret(
+        instance_path, "secret_key", lambda: secrets.token_urlsafe(48)
+    )
+    keys = os.environ.get("ENCRYPTION_KEYS") or instance_secret(
+        instance_path, "encryption.key", lambda: Fernet.generate_key().decode()
+    )
+    database_url = os.environ.get("DATABASE_URL") or (
+        "sqlite:///" + str(Path(instance_path) / "portal.db")
+    )
+    if database_url.startswith("postgres://"):  # the spelling Heroku-style hosts hand out
+        database_url = "postgresql://" + database_url[len("postgres://"):]
+    redis_url = os.environ.get("REDIS_URL") or embedded_redis_url(instance_path)
+    return {
+        "SECRET_KEY": secret_key,
+        # Newest key first; older keys still decrypt until `flask secrets rotate` re-encrypts.
+        "ENCRYPTION_KEYS": [k.strip() for k in keys.split(",") if k.strip()],
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": redis_url,
+        "RQ_QUEUE": os.environ.get("RQ_QUEUE", "invoice-sync"),
+        "ECONOMIC_API_URL": os.environ.get("ECONOMIC_API_URL", "https://restapi.e-conomic.com").rstrip("/"),
+        "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/"),
+        "HTTP_TIMEOUT_SECONDS": float(os.environ.get("HTTP_TIMEOUT_SECONDS", "20")),
+        # Cookies: HttpOnly and SameSite=Lax always; Secure unless running locally over plain HTTP.
+        "SESSION_COOKIE_SECURE": env_bool("SESSION_COOKIE_SECURE", True),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "FORCE_HTTPS": env_bool("FORCE_HTTPS", False),
+        "TRUSTED_PROXIES": env_int("TRUSTED_PROXIES", 0),
+        "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL", "").rstrip("/"),
+        # Failed sign-ins allowed before the account or the address must wait.
+        "LOGIN_LIMIT_PER_ACCOUNT": os.environ.get("LOGIN_LIMIT_PER_ACCOUNT", "5 per 15 minutes"),
+        "LOGIN_LIMIT_PER_ADDRESS": os.environ.get("LOGIN_LIMIT_PER_ADDRESS", "20 per 15 minutes"),
+        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        "RATELIMIT_STORAGE_OPTIONS": {"key_prefix": os.environ.get("RATELIMIT_KEY_PREFIX", "invoice-sync-limits")},
+        "RATELIMIT_HEADERS_ENABLED": True,
+        # Argon2id cost; the defaults are RFC 9106's low-memory profile (64 MiB, 3 passes, 4 lanes),
+        # above OWASP's minimum of 19 MiB and 2 passes.
+        "ARGON2_TIME_COST": env_int("ARGON2_TIME_COST", 3),
+        "ARGON2_MEMORY_COST_KIB": env_int("ARGON2_MEMORY_COST_KIB", 65536),
+        "ARGON2_PARALLELISM": env_int("ARGON2_PARALLELISM", 4),
+        "MAX_CONTENT_LENGTH": env_int("MAX_CONTENT_LENGTH", 1024 * 1024),
+        "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
+    }

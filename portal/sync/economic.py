@@ -1,0 +1,143 @@
+"""A small client for e-conomic's REST API (https://restapi.e-conomic.com), built on `requests`.
+
+Every failure becomes an `EconomicError` carrying what e-conomic said (message, error code, per-field
+errors, log id) and whether trying again can help, so callers can retry transient failures and show
+permanent ones to the merchant word for word.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+DEFAULT_BASE_URL = "https://restapi.e-conomic.com"
+TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
+
+
+@dataclass
+class EconomicError(Exception):
+    message: str
+    status: int | None = None
+    error_code: str | None = None
+    log_id: str | None = None
+    field_errors: dict[str, list[str]] = field(default_factory=dict)
+    transient: bool = False
+    retry_after: float | None = None
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.status:
+            text = f"e-conomic answered {self.status}: {text}"
+        if self.field_errors:
+            details = "; ".join(f"{name}: {', '.join(msgs)}" for name, msgs in self.field_errors.items())
+            text = f"{text} ({details})"
+        if self.log_id:
+            text = f"{text} [logId {self.log_id}]"
+        return text
+
+
+def _collect_field_errors(errors: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Flatten e-conomic's nested `errors` object into {"delivery.city": ["…"]}."""
+    found: dict[str, list[str]] = {}
+    if isinstance(errors, dict):
+        for name, value in errors.items():
+            if name == "errors" and isinstance(value, list):
+                messages = [e.get("errorMessage") or e.get("message") or str(e) for e in value if isinstance(e, dict)]
+                if messages:
+                    found.setdefault(prefix or "(document)", []).extend(messages)
+            else:
+                path = f"{prefix}.{name}" if prefix else name
+                found.update(_collect_field_errors(value, path))
+    elif isinstance(errors, list):
+        for index, item in enumerate(errors):
+            found.update(_collect_field_errors(item, f"{prefix}[{index}]"))
+    return found
+
+
+def _retry_after_seconds(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def error_from_response(response: requests.Response) -> EconomicError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    message = body.get("message") or response.reason or "Unexpected answer"
+    if body.get("developerHint"):
+        message = f"{message} {body['developerHint']}".strip()
+    return EconomicError(
+        message=message,
+        status=response.status_code,
+        error_code=body.get("errorCode"),
+        log_id=body.get("logId"),
+        field_errors=_collect_field_errors(body.get("errors") or {}),
+        transient=response.status_code in TRANSIENT_STATUSES,
+        retry_after=_retry_after_seconds(response),
+    )
+
+
+class EconomicClient:
+    def __init__(
+        self,
+        app_secret_token: str,
+        agreement_grant_token: str,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: tuple[float, float] = (5.0, 20.0),
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.headers = {
+            "X-AppSecretToken": app_secret_token,
+            "X-AgreementGrantToken": agreement_grant_token,
+            "Accept": "application/json",
+        }
+        self.last_rate_limit: str | None = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict | None = None,
+        params: dict | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        headers = dict(self.headers)
+        if json is not None:
+            headers["Content-Type"] = "application/json"
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        try:
+            response = self.session.request(
+                method, self.base_url + path, json=json, params=params, headers=headers, timeout=self.timeout
+            )
+        except requests.Timeout as exc:
+            raise EconomicError(f"e-conomic at {self.base_url} did not answer in time.", transient=True) from exc
+        except requests.ConnectionError as exc:
+            raise EconomicError(f"Could not reach e-conomic at {self.base_url} (the connection failed).", transient=True) from exc
+        self.last_rate_limit = response.headers.get("X-RateLimiting")
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise EconomicError("e-conomic answered with something that is not JSON.", status=response.status_code, transient=True) from exc
+
+    def get_self(self) -> dict:
+        """The agreement these tokens grant access to (`GET /self`)."""
+        return self.request("GET", "/self")

@@ -1,0 +1,26 @@
+"""Everything we read from Stripe goes through the official SDK, via a client made here."""
+
+from __future__ import annotations
+
+import stripe
+
+DEFAULT_API_BASE = "https://api.stripe.com"
+
+
+def stripe_client(api_key: str, api_base: str = DEFAULT_API_BASE, max_network_retries: int = 2) -> stripe.StripeClient:
+    """A StripeClient for one merchant's key, pointed at `api_base` (a staging server or a test double)."""
+    return stripe.StripeClient(
+        api_key,
+        base_addresses={"api": api_base},
+        max_network_retries=max_network_retries,
+    )
+
+
+def key_mode(api_key: str) -> str:
+    """'test' or 'live', read from the key's prefix (sk_test_…, rk_live_…)."""
+    return "test" if "_test_" in api_key else "live"
+
+
+def check_invoice_access(client: stripe.StripeClient) -> None:
+    """Raise a `stripe.StripeError` unless the key may list invoices, which every sync needs."""
+    client.v1.invoices.list(params={"limit": 1})

@@ -1,0 +1,29 @@
+"""The Stripe webhook endpoint: verify, store, answer. Nothing slow happens here."""
+
+from __future__ import annotations
+
+from flask import jsonify, request
+
+from ..extensions import csrf, db, limiter
+from . import bp
+from .services import WebhookRejected, event_store, event_verify, merchant_by_webhook_key
+
+
+@bp.route("/webhooks/stripe/<webhook_key>", methods=["POST"])
+@csrf.exempt
+@limiter.exempt
+def stripe_event(webhook_key: str):
+    try:
+        merchant = merchant_by_webhook_key(webhook_key)
+        if merchant is None:
+            raise WebhookRejected(404, "Unknown webhook URL.")
+        secret = merchant.connection.stripe_webhook_secret if merchant.connection else None
+        payload = request.get_data(cache=False)
+        event = event_verify(payload, request.headers.get("Stripe-Signature"), secret)
+    except WebhookRejected as rejected:
+        return jsonify(error=rejected.reason), rejected.status
+    stored = event_store(merchant, event, payload)
+    db.session.commit()
+    if stored is None:
+        return jsonify(received=True, duplicate=True), 200
+    return jsonify(received=True), 200

@@ -1,0 +1,135 @@
+"""The webhook endpoint verifies, stores and answers; every refusal is a 4xx that stores nothing."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from portal.extensions import db
+from portal.models import Connection, WebhookEvent
+
+from .helpers import event_payload, stripe_signature
+
+SECRET = "whsec_test_secret_for_signatures"
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def merchant_with_secret(app, account):
+    with app.app_context():
+        db.session.add(Connection(merchant_id=account.merchant_id, stripe_webhook_secret=SECRET))
+        db.session.commit()
+    return account
+
+
+def paid_event() -> dict:
+    return json.loads((DATA / "event_invoice_paid.json").read_text())
+
+
+def deliver(client, account, payload: bytes, signature: str | None):
+    headers = {"Content-Type": "application/json"}
+    if signature is not None:
+        headers["Stripe-Signature"] = signature
+    return client.post(f"/webhooks/stripe/{account.webhook_key}", data=payload, headers=headers)
+
+
+def stored_events(app) -> list[WebhookEvent]:
+    with app.app_context():
+        return list(db.session.scalars(db.select(WebhookEvent)))
+
+
+def test_a_signed_event_is_stored_before_the_answer(app, client, merchant_with_secret):
+    event = paid_event()
+    payload = event_payload(event)
+    response = deliver(client, merchant_with_secret, payload, stripe_signature(payload, SECRET))
+    assert response.status_code == 200
+    assert response.json == {"received": True}
+    [stored] = stored_events(app)
+    assert stored.stripe_event_id == event["id"]
+    assert stored.type == "invoice.paid"
+    assert stored.stripe_invoice_id == event["data"]["object"]["id"]
+    assert stored.merchant_id == merchant_with_secret.merchant_id
+    assert json.loads(stored.payload) == event
+
+
+def test_a_repeated_delivery_is_acknowledged_and_stored_once(app, client, merchant_with_secret):
+    payload = event_payload(paid_event())
+    for _ in range(3):
+        response = deliver(client, merchant_with_secret, payload, stripe_signature(payload, SECRET))
+        assert response.status_code == 200
+    assert response.json == {"received": True, "duplicate": True}
+    assert len(stored_events(app)) == 1
+
+
+@pytest.mark.parametrize(
+    "case, make_signature, status, reason",
+    [
+        ("missing", lambda p: None, 400, "Missing Stripe-Signature header."),
+        ("wrong secret", lambda p: stripe_signature(p, "whsec_someone_else"), 400, "Signature verification failed"),
+        ("stale", lambda p: stripe_signature(p, SECRET, int(time.time()) - 301), 400, "Signature verification failed"),
+        ("garbage", lambda p: "t=abc,v1=zzz", 400, "Signature verification failed"),
+    ],
+)
+def test_bad_signatures_are_refused_and_nothing_is_stored(app, client, merchant_with_secret, case, make_signature, status, reason):
+    payload = event_payload(paid_event())
+    response = deliver(client, merchant_with_secret, payload, make_signature(payload))
+    assert response.status_code == status
+    assert reason in response.json["error"]
+    assert stored_events(app) == []
+
+
+def test_a_tampered_body_is_refused(app, client, merchant_with_secret):
+    payload = event_payload(paid_event())
+    signature = stripe_signature(payload, SECRET)
+    response = deliver(client, merchant_with_secret, payload.replace(b"invoice.paid", b"invoice.sent"), signature)
+    assert response.status_code == 400
+    assert stored_events(app) == []
+
+
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (b"{not json", "Body is not valid JSON."),
+        (b"[1, 2, 3]", "Body is not a Stripe event"),
+        (b'{"id": "evt_1", "type": "invoice.paid"}', "Body is not a Stripe event (no data.object)."),
+        (b"\xff\xfe", "Body is not UTF-8."),
+    ],
+)
+def test_signed_but_malformed_bodies_are_refused(app, client, merchant_with_secret, payload, reason):
+    response = deliver(client, merchant_with_secret, payload, stripe_signature(payload, SECRET))
+    assert response.status_code == 400
+    assert reason in response.json["error"]
+    assert stored_events(app) == []
+
+
+def test_unknown_webhook_url_is_404(app, client, merchant_with_secret):
+    payload = event_payload(paid_event())
+    response = client.post("/webhooks/stripe/whk_nope", data=payload, headers={"Stripe-Signature": stripe_signature(payload, SECRET)})
+    assert response.status_code == 404
+    assert response.json == {"error": "Unknown webhook URL."}
+
+
+def test_a_merchant_without_a_signing_secret_gets_a_clear_refusal(app, client, account):
+    payload = event_payload(paid_event())
+    response = deliver(client, account, payload, stripe_signature(payload, SECRET))
+    assert response.status_code == 400
+    assert "No webhook signing secret" in response.json["error"]
+
+
+def test_an_oversized_body_is_refused(app, client, merchant_with_secret):
+    payload = b'{"pad": "' + b"x" * (1024 * 1024 + 10) + b'"}'
+    response = deliver(client, merchant_with_secret, payload, stripe_signature(payload, SECRET))
+    assert response.status_code == 413
+    assert response.json == {"error": "Body too large."}
+    assert stored_events(app) == []
+
+
+def test_one_merchants_secret_does_not_open_anothers_url(app, client, merchant_with_secret, other_account):
+    with app.app_context():
+        db.session.add(Connection(merchant_id=other_account.merchant_id, stripe_webhook_secret="whsec_other"))
+        db.session.commit()
+    payload = event_payload(paid_event())
+    response = deliver(client, other_account, payload, stripe_signature(payload, SECRET))
+    assert response.status_code == 400
+    assert stored_events(app) == []
