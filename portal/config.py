@@ -65,6 +65,9 @@ def load_config(instance_path: str) -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": redis_url,
         "RQ_QUEUE": os.environ.get("RQ_QUEUE", "invoice-sync"),
+        # Our own Redis keys (caches, progress) start with this, so one Redis can serve several setups.
+        "REDIS_KEY_PREFIX": os.environ.get("REDIS_KEY_PREFIX", "invoice-sync"),
+        "ECONOMIC_CHOICES_CACHE_SECONDS": env_int("ECONOMIC_CHOICES_CACHE_SECONDS", 300),
         "ECONOMIC_API_URL": os.environ.get("ECONOMIC_API_URL", "https://restapi.e-conomic.com").rstrip("/"),
         "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/"),
         "HTTP_TIMEOUT_SECONDS": float(os.environ.get("HTTP_TIMEOUT_SECONDS", "20")),

@@ -89,3 +89,93 @@ class WebhookEvent(db.Model):
     stripe_invoice_id: Mapped[str | None] = mapped_column(String(255), index=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     payload: Mapped[str] = mapped_column(db.Text)
+
+
+class SyncRule(db.Model):
+    """Invoice Sync Rules: when (the Stripe invoice is Sent or Paid) and what to create in e-conomic."""
+
+    __tablename__ = "sync_rules"
+
+    TRIGGERS = {"sent": "Sent", "paid": "Paid"}
+    DOCUMENT_TYPES = {"draft_invoice": "Draft Invoice", "booked_invoice": "Booked Invoice", "draft_order": "Draft Order"}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"), unique=True)
+    trigger: Mapped[str] = mapped_column(String(20), default="paid")
+    document_type: Mapped[str] = mapped_column(String(30), default="draft_invoice")
+    # Invoices Stripe charges automatically are never "sent": let Sent fire on invoice.finalized for them.
+    sent_on_finalized_for_automatic: Mapped[bool] = mapped_column(default=True)
+    sync_voided_invoices: Mapped[bool] = mapped_column(default=False)
+    sync_zero_amount_invoices: Mapped[bool] = mapped_column(default=False)
+    write_back_to_stripe: Mapped[bool] = mapped_column(default=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class FieldMapping(db.Model):
+    """One row of the Invoice/Order field mappings: an e-conomic field and the Stripe source filling it."""
+
+    __tablename__ = "field_mappings"
+    __table_args__ = (db.UniqueConstraint("merchant_id", "target", name="uq_field_mappings_merchant_target"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"), index=True)
+    target: Mapped[str] = mapped_column(String(60))
+    source: Mapped[str] = mapped_column(String(1100), default="none")  # see portal.sync.mapping.Source
+    fallback: Mapped[str] = mapped_column(String(1100), default="none")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class SyncSettings(db.Model):
+    """Customer & product settings, used by the sync's steps 1 (customer) and 2 (products)."""
+
+    __tablename__ = "sync_settings"
+
+    MATCH_CUSTOMERS_ON = {"name": "Customer Name", "email": "Email", "phone": "Phone", "custom": "Custom Field"}
+    CUSTOMER_NUMBER_MODES = {
+        "economic": "Let e-conomic create the customer number",
+        "stripe": "Use the customer number from Stripe",
+    }
+    PRODUCT_MATCHING = {"simple": "Simple Search", "direct": "Direct Link"}
+    SIMPLE_SEARCH_ON = {
+        "product_number": "e-conomic product number = Stripe product id",
+        "name": "e-conomic product name = Stripe product name",
+    }
+    PRODUCT_NOT_FOUND = {
+        "skip": "Skip Invoice Generation",
+        "default": "Use A Default Product",
+        "create": "Create A New Product",
+    }
+    CURRENCY_MODES = {"invoice": "The invoice's currency", "fixed": "A fixed currency"}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"), unique=True)
+
+    # Customer Sync
+    match_customers_on: Mapped[str] = mapped_column(String(20), default="email")
+    custom_match_stripe_key: Mapped[str | None] = mapped_column(String(40))
+    custom_match_economic_field: Mapped[str | None] = mapped_column(String(40))
+    customer_number_mode: Mapped[str] = mapped_column(String(20), default="economic")
+    customer_number_metadata_key: Mapped[str] = mapped_column(String(40), default="economic_customer_number")
+    # Customer default mappings, for customers the sync creates
+    payment_terms_number: Mapped[int | None] = mapped_column()
+    customer_group_number: Mapped[int | None] = mapped_column()
+    vat_zone_domestic: Mapped[int | None] = mapped_column()
+    vat_zone_eu_with_vat_id: Mapped[int | None] = mapped_column()
+    vat_zone_eu_without_vat_id: Mapped[int | None] = mapped_column()
+    vat_zone_outside_eu: Mapped[int | None] = mapped_column()
+    home_country: Mapped[str] = mapped_column(String(2), default="DK")
+    currency_mode: Mapped[str] = mapped_column(String(10), default="invoice")
+    fixed_currency: Mapped[str | None] = mapped_column(String(3))
+    layout_number: Mapped[int | None] = mapped_column()
+    time_zone: Mapped[str] = mapped_column(String(60), default="Europe/Copenhagen")
+
+    # Product Sync
+    product_matching: Mapped[str] = mapped_column(String(20), default="direct")
+    simple_search_on: Mapped[str] = mapped_column(String(20), default="product_number")
+    product_number_metadata_key: Mapped[str] = mapped_column(String(40), default="economic_product_number")
+    product_not_found: Mapped[str] = mapped_column(String(20), default="create")
+    default_product_number: Mapped[str | None] = mapped_column(String(25))
+    new_product_group_number: Mapped[int | None] = mapped_column()
+    apply_invoice_discounts: Mapped[bool] = mapped_column(default=True)
+    discount_product_number: Mapped[str | None] = mapped_column(String(25))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

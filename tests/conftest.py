@@ -64,6 +64,7 @@ def base_config(database_url, redis_url):
         "SQLALCHEMY_DATABASE_URI": database_url,
         "REDIS_URL": redis_url,
         "RQ_QUEUE": f"invoice-sync-test-{RUN_ID}",
+        "REDIS_KEY_PREFIX": f"invoice-sync-test-{RUN_ID}",
         "RATELIMIT_STORAGE_URI": redis_url,
         "RATELIMIT_STORAGE_OPTIONS": {"key_prefix": f"invoice-sync-test-{RUN_ID}-limits"},
         "ENCRYPTION_KEYS": [Fernet.generate_key().decode()],
@@ -104,6 +105,8 @@ def app(base_config, migrated_database):
         limiter.reset()
         redis = app.extensions.get("redis")
         if redis is not None:
+            for key in redis.scan_iter(match=app.config["REDIS_KEY_PREFIX"] + ":*"):
+                redis.delete(key)
             redis.close()
         db.engine.dispose()
 

@@ -9,6 +9,7 @@ from ..extensions import db
 from ..webhooks import WEBHOOK_EVENTS
 from . import bp
 from .forms import ConnectionsForm
+from .sync_config import economic_choices_forget
 from .services import connection_check_economic, connection_check_stripe, connection_for, connection_update, mask_secret
 
 
@@ -21,6 +22,8 @@ def connections():
     if form.validate_on_submit():
         changed = connection_update(connection, form.data)
         db.session.commit()
+        if any(name.startswith("economic_") for name in changed):
+            economic_choices_forget(merchant.id)  # the lists came from the old agreement
         flash("Connections saved." if changed else "Nothing changed: blank fields keep what is stored.", "success")
         return redirect(url_for("settings.connections"))
     stored = {name: mask_secret(getattr(connection, name)) for name in connection.SECRET_FIELDS}

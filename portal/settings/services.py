@@ -58,14 +58,9 @@ def connection_check_stripe(connection: Connection, api_base: str) -> CheckResul
 
 
 def connection_check_economic(connection: Connection, base_url: str, timeout: float) -> CheckResult:
-    if not (connection.economic_app_secret_token and connection.economic_agreement_grant_token):
+    client = economic_client_for(connection, base_url, timeout)
+    if client is None:
         return CheckResult(False, "Enter and save both e-conomic tokens first.")
-    client = EconomicClient(
-        connection.economic_app_secret_token,
-        connection.economic_agreement_grant_token,
-        base_url=base_url,
-        timeout=(5.0, timeout),
-    )
     try:
         me = client.get_self()
     except EconomicError as error:
@@ -74,3 +69,14 @@ def connection_check_economic(connection: Connection, base_url: str, timeout: fl
     agreement = me.get("agreementNumber")
     suffix = f" (agreement {agreement})" if agreement else ""
     return CheckResult(True, f"Connected to e-conomic as {company}{suffix}.")
+
+
+def economic_client_for(connection: Connection, base_url: str, timeout: float) -> EconomicClient | None:
+    if not (connection.economic_app_secret_token and connection.economic_agreement_grant_token):
+        return None
+    return EconomicClient(
+        connection.economic_app_secret_token,
+        connection.economic_agreement_grant_token,
+        base_url=base_url,
+        timeout=(5.0, timeout),
+    )

@@ -138,6 +138,18 @@ class EconomicClient:
         except ValueError as exc:
             raise EconomicError("e-conomic answered with something that is not JSON.", status=response.status_code, transient=True) from exc
 
+    def list_all(self, path: str, params: dict | None = None, pagesize: int = 1000) -> list[dict]:
+        """Every item of a collection resource, page by page (`skippages`/`pagesize`)."""
+        items: list[dict] = []
+        page = 0
+        while True:
+            answer = self.request("GET", path, params={**(params or {}), "skippages": page, "pagesize": pagesize})
+            collection = (answer or {}).get("collection") or []
+            items.extend(collection)
+            if len(collection) < pagesize:
+                return items
+            page += 1
+
     def get_self(self) -> dict:
         """The agreement these tokens grant access to (`GET /self`)."""
         return self.request("GET", "/self")

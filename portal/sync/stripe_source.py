@@ -24,3 +24,14 @@ def key_mode(api_key: str) -> str:
 def check_invoice_access(client: stripe.StripeClient) -> None:
     """Raise a `stripe.StripeError` unless the key may list invoices, which every sync needs."""
     client.v1.invoices.list(params={"limit": 1})
+
+
+def fetch_invoice(client: stripe.StripeClient, invoice_id: str) -> dict:
+    """The invoice as it is now, as a plain dict, with its customer expanded and every line page read."""
+    invoice = client.v1.invoices.retrieve(invoice_id, params={"expand": ["customer"]})
+    data = invoice.to_dict()
+    lines = data.get("lines") or {}
+    if lines.get("has_more"):
+        all_lines = [line.to_dict() for line in client.v1.invoices.line_items.list(invoice_id, params={"limit": 100}).auto_paging_iter()]
+        data["lines"] = {**lines, "data": all_lines, "has_more": False}
+    return data

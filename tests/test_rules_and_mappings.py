@@ -1,0 +1,282 @@
+"""Invoice Sync Rules and Invoice/Order field mappings, as a merchant uses them."""
+
+import json
+from pathlib import Path
+
+import pytest
+import responses
+
+from portal.extensions import db
+from portal.models import Connection, FieldMapping, SyncRule, WebhookEvent
+
+from .helpers import csrf_token, login
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def signed_in(client, account):
+    assert login(client, account.email).status_code == 302
+    return client
+
+
+def rule_of(app, merchant_id):
+    with app.app_context():
+        return db.session.scalar(db.select(SyncRule).where(SyncRule.merchant_id == merchant_id))
+
+
+# --- Invoice Sync Rules ------------------------------------------------------------------------------
+
+
+def test_rules_page_uses_the_documented_words(signed_in):
+    page = signed_in.get("/rules").get_data(as_text=True)
+    for words in ("Invoice Sync Rules", "Sent", "Paid", "Draft Invoice", "Booked Invoice", "Draft Order", 'value="Save"', "invoice.finalized"):
+        assert words in page, words
+
+
+def test_saving_a_rule_shows_on_reload_with_a_confirmation(app, signed_in, account):
+    token = csrf_token(signed_in, "/rules")
+    response = signed_in.post(
+        "/rules",
+        data={"csrf_token": token, "trigger": "sent", "document_type": "booked_invoice", "write_back_to_stripe": "y"},
+        follow_redirects=True,
+    )
+    page = response.get_data(as_text=True)
+    assert "Invoice Sync Rules saved." in page
+    assert '<input checked id="trigger-0" name="trigger" required type="radio" value="sent">' in page
+    assert '<input checked id="document_type-1" name="document_type" required type="radio" value="booked_invoice">' in page
+    rule = rule_of(app, account.merchant_id)
+    assert (rule.trigger, rule.document_type) == ("sent", "booked_invoice")
+    assert rule.sent_on_finalized_for_automatic is False  # unticked in this post
+    assert rule.write_back_to_stripe is True
+
+
+def test_new_merchants_start_with_paid_to_draft_invoice(app, signed_in, account):
+    page = signed_in.get("/rules").get_data(as_text=True)
+    rule = rule_of(app, account.merchant_id)
+    assert (rule.trigger, rule.document_type, rule.sent_on_finalized_for_automatic) == ("paid", "draft_invoice", True)
+    assert '<input checked id="trigger-1" name="trigger" required type="radio" value="paid">' in page
+
+
+@pytest.mark.parametrize(
+    "data, error",
+    [
+        ({"trigger": "whenever", "document_type": "draft_invoice"}, "Not a valid choice"),
+        ({"trigger": "paid", "document_type": "credit_note"}, "Not a valid choice"),
+        ({"document_type": "draft_invoice"}, "Choose when to sync."),
+    ],
+)
+def test_invalid_rule_posts_get_a_form_error_and_change_nothing(app, signed_in, account, data, error):
+    signed_in.get("/rules")
+    token = csrf_token(signed_in, "/rules")
+    response = signed_in.post("/rules", data={"csrf_token": token, **data})
+    assert response.status_code == 200
+    assert error in response.get_data(as_text=True)
+    rule = rule_of(app, account.merchant_id)
+    assert (rule.trigger, rule.document_type) == ("paid", "draft_invoice")
+
+
+def test_a_rule_post_without_csrf_changes_nothing(app, signed_in, account):
+    signed_in.get("/rules")
+    response = signed_in.post("/rules", data={"trigger": "sent", "document_type": "draft_order"})
+    assert response.status_code == 400
+    assert rule_of(app, account.merchant_id).trigger == "paid"
+
+
+def test_rules_never_leak_between_merchants(app, client, account, other_account):
+    login(client, account.email)
+    token = csrf_token(client, "/rules")
+    client.post("/rules", data={"csrf_token": token, "trigger": "sent", "document_type": "draft_order"})
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    login(client, other_account.email)
+    client.get("/rules")
+    assert rule_of(app, other_account.merchant_id).trigger == "paid"
+    assert rule_of(app, account.merchant_id).trigger == "sent"
+
+
+# --- Invoice/Order field mappings ---------------------------------------------------------------------
+
+
+def mapping_form(page_html: str, **changes) -> dict:
+    """The fields the mappings page would post, read from its hidden inputs, with `changes` applied."""
+    import re
+
+    data = dict(re.findall(r'<input type="hidden" name="((?:source|source_text|fallback|fallback_text)-[^"]+)" value="([^"]*)"', page_html))
+    data.update(changes)
+    return data
+
+
+def stored_mappings(app, merchant_id):
+    with app.app_context():
+        return {
+            row.target: (row.source, row.fallback)
+            for row in db.session.scalars(db.select(FieldMapping).where(FieldMapping.merchant_id == merchant_id))
+        }
+
+
+def test_the_table_lists_every_field_with_its_source_and_an_edit_button(signed_in):
+    page = signed_in.get("/mappings").get_data(as_text=True)
+    for label in ("Delivery Address", "Delivery City", "Delivery Country", "Delivery Postal Code", "Delivery Date", "Delivery Terms", "Heading", "Other reference"):
+        assert label in page
+    assert "Shipping address › City (customer_shipping.address.city)" in page
+    assert "if empty: Billing address › City (customer_address.city)" in page
+    assert page.count(">Edit</button>") == 9  # every row but the locked "Other reference"
+    assert "Save Mappings" in page
+
+
+def test_edit_returns_the_row_as_a_grouped_dropdown(signed_in):
+    response = signed_in.get("/mappings/delivery.city/edit", headers={"HX-Request": "true"})
+    row = response.get_data(as_text=True)
+    assert "HX-Request" in response.headers["Vary"]
+    assert row.lstrip().startswith('<tr id="row-delivery-city"')
+    assert '<optgroup label="Shipping address">' in row and '<optgroup label="Billing address">' in row
+    assert 'value="field:customer_shipping.address.city" selected' in row
+    assert "Invoice metadata › metadata.&lt;key&gt; (type the key)" in row
+    assert "A fixed text" in row and "Not mapped" in row
+    assert "<html" not in row  # a fragment, not a page
+
+
+def test_the_date_row_offers_only_dates(signed_in):
+    row = signed_in.get("/mappings/delivery.deliveryDate/edit").get_data(as_text=True)
+    assert '<option value="field:status_transitions.paid_at"  >Paid at (status_transitions.paid_at)</option>' in row
+    assert '<option value="field:customer_name"  disabled>Name (customer_name) — not for a date field</option>' in row
+    assert "not for a date field" in row
+
+
+def test_edit_starts_from_the_pending_values_of_the_row(signed_in):
+    row = signed_in.get(
+        "/mappings/delivery.city/edit",
+        query_string={"source-delivery.city": "metadata", "source_text-delivery.city": "town", "fallback-delivery.city": "none"},
+    ).get_data(as_text=True)
+    assert 'value="metadata" selected' in row
+    assert 'value="town"' in row
+
+
+def test_locked_and_unknown_rows_cannot_be_edited(signed_in):
+    assert signed_in.get("/mappings/references.other/edit").status_code == 404
+    assert signed_in.get("/mappings/nonsense/edit").status_code == 404
+
+
+def test_save_mappings_stores_every_row_and_shows_them_on_reload(app, signed_in, account):
+    page = signed_in.get("/mappings").get_data(as_text=True)
+    data = mapping_form(
+        page,
+        **{
+            "source-delivery.deliveryTerms": "metadata",
+            "source_text-delivery.deliveryTerms": "delivery_terms",
+            "source-notes.heading": "fixed",
+            "source_text-notes.heading": "Tak for handlen",
+        },
+    )
+    response = signed_in.post("/mappings", data={"csrf_token": csrf_token_from_page(page), **data}, follow_redirects=True)
+    reloaded = response.get_data(as_text=True)
+    assert "Mappings saved." in reloaded
+    assert "Invoice metadata › delivery_terms (metadata.delivery_terms)" in reloaded
+    assert "Fixed text: “Tak for handlen”" in reloaded
+    stored = stored_mappings(app, account.merchant_id)
+    assert stored["delivery.deliveryTerms"] == ("metadata:delivery_terms", "none")
+    assert stored["delivery.city"] == ("field:customer_shipping.address.city", "field:customer_address.city")
+    assert len(stored) == 9
+
+
+def csrf_token_from_page(page):
+    from .helpers import csrf_token_from
+
+    return csrf_token_from(page)
+
+
+def test_a_mismatched_pick_is_refused_and_nothing_is_saved(app, signed_in, account):
+    page = signed_in.get("/mappings").get_data(as_text=True)
+    data = mapping_form(
+        page,
+        **{
+            "source-delivery.deliveryDate": "field:customer_name",  # text into a date field
+            "source-delivery.deliveryTerms": "fixed",
+            "source_text-delivery.deliveryTerms": "Fine",  # a good change, saved only with the others
+        },
+    )
+    response = signed_in.post("/mappings", data={"csrf_token": csrf_token_from_page(page), **data})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "Delivery Date is a date field: choose one of Stripe&#39;s dates" in body
+    assert "Nothing was saved" in body
+    assert stored_mappings(app, account.merchant_id) == {}
+
+
+def test_save_mappings_without_csrf_is_refused(app, signed_in, account):
+    page = signed_in.get("/mappings").get_data(as_text=True)
+    response = signed_in.post("/mappings", data=mapping_form(page, **{"source-delivery.city": "none"}))
+    assert response.status_code == 400
+    assert stored_mappings(app, account.merchant_id) == {}
+
+
+def test_a_locked_row_cannot_be_posted(app, signed_in, account):
+    page = signed_in.get("/mappings").get_data(as_text=True)
+    data = mapping_form(page, **{"source-references.other": "field:id"})
+    response = signed_in.post("/mappings", data={"csrf_token": csrf_token_from_page(page), **data}, follow_redirects=True)
+    assert response.status_code == 200  # ignored: the locked row is not one of the editable rows
+    assert "references.other" not in stored_mappings(app, account.merchant_id)
+
+
+def test_mappings_never_leak_between_merchants(app, client, account, other_account):
+    login(client, account.email)
+    page = client.get("/mappings").get_data(as_text=True)
+    client.post("/mappings", data={"csrf_token": csrf_token_from_page(page), **mapping_form(page, **{"source-delivery.city": "none"})})
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    login(client, other_account.email)
+    page = client.get("/mappings").get_data(as_text=True)
+    assert 'name="source-delivery.city" value="field:customer_shipping.address.city"' in page
+    assert stored_mappings(app, other_account.merchant_id) == {}
+
+
+# --- Preview -------------------------------------------------------------------------------------------
+
+
+def stripe_key(app, merchant_id):
+    with app.app_context():
+        db.session.add(Connection(merchant_id=merchant_id, stripe_secret_key="sk_test_preview0000000000"))
+        db.session.commit()
+
+
+@responses.activate
+def test_preview_shows_each_field_with_the_value_from_the_live_invoice(app, signed_in, account):
+    stripe_key(app, account.merchant_id)
+    invoice = json.loads((DATA / "invoice_send_invoice_open.json").read_text())
+    invoice["customer_shipping"]["address"]["city"] = "K" * 60
+    responses.get(f"https://api.stripe.com/v1/invoices/{invoice['id']}", json=invoice)
+    token = csrf_token(signed_in, "/mappings")
+    response = signed_in.post("/mappings/preview", data={"invoice_id": invoice["id"]}, headers={"HX-Request": "true", "X-CSRFToken": token})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "KYSTLYS1-0007" in body
+    assert "Nørre Farimagsgade 37" in body and "Denmark" in body and "2026-11-16" in body
+    assert "cut to 50 characters from 60" in body
+    assert "expand%5B0%5D=customer" in responses.calls[0].request.url
+
+
+@responses.activate
+def test_preview_reports_stripes_error(app, signed_in, account):
+    stripe_key(app, account.merchant_id)
+    responses.get("https://api.stripe.com/v1/invoices/in_missing", status=404, json={"error": {"message": "No such invoice: 'in_missing'", "type": "invalid_request_error"}})
+    token = csrf_token(signed_in, "/mappings")
+    response = signed_in.post("/mappings/preview", data={"invoice_id": "in_missing"}, headers={"X-CSRFToken": token})
+    assert response.status_code == 422
+    assert "No such invoice" in response.get_data(as_text=True)
+
+
+def test_preview_refuses_bad_ids_and_a_missing_key(app, signed_in, account):
+    token = csrf_token(signed_in, "/mappings")
+    response = signed_in.post("/mappings/preview", data={"invoice_id": "../../v1/charges"}, headers={"X-CSRFToken": token})
+    assert response.status_code == 422 and "Enter a Stripe invoice id" in response.get_data(as_text=True)
+    response = signed_in.post("/mappings/preview", data={"invoice_id": "in_123"}, headers={"X-CSRFToken": token})
+    assert response.status_code == 422 and "Save a Stripe secret key" in response.get_data(as_text=True)
+
+
+def test_preview_offers_the_merchants_recent_invoices_only(app, signed_in, account, other_account):
+    with app.app_context():
+        for merchant_id, invoice_id in ((account.merchant_id, "in_mine"), (other_account.merchant_id, "in_theirs")):
+            db.session.add(WebhookEvent(merchant_id=merchant_id, stripe_event_id=f"evt_{invoice_id}", type="invoice.paid", stripe_invoice_id=invoice_id, payload="{}"))
+        db.session.commit()
+    page = signed_in.get("/mappings").get_data(as_text=True)
+    assert '<option value="in_mine">' in page
+    assert "in_theirs" not in page
