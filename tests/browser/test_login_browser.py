@@ -1,4 +1,4 @@
-"""A new user's first minute, in a real browser against the product started as `make run` starts it."""
+"""A new user's first minutes, in a real browser against the product started as `make run` starts it."""
 
 import pytest
 
@@ -61,3 +61,65 @@ def test_sign_in_save_a_connection_and_test_it_without_reload(portal, page, scre
 
     page.click("text=Sign out")
     page.wait_for_url(portal.base_url + "/login")
+
+
+def sign_in(page, portal):
+    page.goto(portal.base_url + "/login")
+    page.fill("#email", EMAIL)
+    page.fill("#password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(portal.base_url + "/")
+
+
+def test_save_a_rule_and_edit_two_mappings_inline(portal, page, screenshots):
+    shoot = screenshots
+    sign_in(page, portal)
+
+    page.click("nav >> text=Invoice Sync Rules")
+    page.check("input[name=trigger][value=paid]")
+    page.check("input[name=document_type][value=booked_invoice]")
+    page.click("input[value=Save]")
+    assert "Invoice Sync Rules saved." in page.locator(".flash-success").inner_text()
+    page.reload()
+    assert page.is_checked("input[name=trigger][value=paid]")
+    assert page.is_checked("input[name=document_type][value=booked_invoice]")
+    shoot(page, "rules-saved")
+
+    page.click(".tabs >> text=Invoice/Order field mappings")
+    page.evaluate("window.notReloaded = true")
+
+    # Delivery Terms: from invoice metadata, typed key.
+    terms = page.locator("#row-delivery-deliveryTerms")
+    terms.locator("button", has_text="Edit").click()
+    terms.locator("select").wait_for()
+    assert page.evaluate("window.notReloaded") is True  # swapped in place by HTMX
+    terms.locator("select").select_option("metadata")
+    terms.locator("input[type=text]").fill("delivery_terms")
+    terms.locator("input[type=text]").dispatch_event("change")
+    assert "changed" in terms.get_attribute("class")
+    assert page.locator(".unsaved-note").is_visible()
+
+    # Delivery Date: only dates can be picked; choose "Paid at".
+    date = page.locator("#row-delivery-deliveryDate")
+    date.locator("button", has_text="Edit").click()
+    source = date.locator("select[name='source-delivery.deliveryDate']")
+    source.wait_for()
+    assert source.locator("option[value='field:customer_name']").is_disabled()
+    source.select_option("field:status_transitions.paid_at")
+    shoot(page, "mappings-edited")
+
+    # Leaving now would lose the edits: the page asks first (dismissed here).
+    dialogs = []
+    page.once("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.click("text=Cancel")
+    assert dialogs == ["Discard your unsaved changes?"]
+    assert page.evaluate("window.notReloaded") is True
+
+    page.click("text=Save Mappings")
+    page.wait_for_load_state()
+    assert "Mappings saved." in page.locator(".flash-success").inner_text()
+    page.reload()
+    assert "Invoice metadata › delivery_terms (metadata.delivery_terms)" in page.locator("#row-delivery-deliveryTerms").inner_text()
+    assert "Dates › Paid at (status_transitions.paid_at)" in page.locator("#row-delivery-deliveryDate").inner_text()
+    shoot(page, "mappings-after-reload")
+    assert page.console_errors == []
