@@ -179,3 +179,106 @@ class SyncSettings(db.Model):
     apply_invoice_discounts: Mapped[bool] = mapped_column(default=True)
     discount_product_number: Mapped[str | None] = mapped_column(String(25))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class SyncRun(db.Model):
+    """One Stripe invoice synced into one e-conomic document type: the unit of idempotency.
+
+    Unique per (merchant, Stripe invoice, document type), so duplicate or out-of-order events can
+    never make a second document. The rule it was queued under is copied in, so saving new rules
+    never changes runs already queued.
+    """
+
+    __tablename__ = "sync_runs"
+    __table_args__ = (
+        db.UniqueConstraint("merchant_id", "stripe_invoice_id", "document_type", name="uq_sync_runs_invoice_document"),
+        db.Index("ix_sync_runs_merchant_updated", "merchant_id", "updated_at", "id"),
+        db.Index("ix_sync_runs_status", "status"),
+    )
+
+    STATUSES = ("queued", "running", "retrying", "succeeded", "failed")
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"))
+    stripe_invoice_id: Mapped[str] = mapped_column(String(255))
+    document_type: Mapped[str] = mapped_column(String(30))
+    trigger: Mapped[str] = mapped_column(String(20))
+    write_back_to_stripe: Mapped[bool] = mapped_column(default=True)
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    attempts: Mapped[int] = mapped_column(default=0)
+    job_id: Mapped[str | None] = mapped_column(String(100))
+    next_retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(db.Text)
+    will_retry: Mapped[bool] = mapped_column(default=False)
+    # What the invoice looked like (for the history list), filled by the first fetch.
+    stripe_invoice_number: Mapped[str | None] = mapped_column(String(100))
+    customer_name: Mapped[str | None] = mapped_column(String(255))
+    customer_email: Mapped[str | None] = mapped_column(String(255))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    total_minor: Mapped[int | None] = mapped_column(db.BigInteger)
+    # What e-conomic holds for it, recorded as soon as it is known (the idempotency trail).
+    economic_customer_number: Mapped[int | None] = mapped_column()
+    economic_draft_number: Mapped[int | None] = mapped_column()
+    economic_booked_number: Mapped[int | None] = mapped_column()
+    economic_order_number: Mapped[int | None] = mapped_column()
+    document_create_started: Mapped[bool] = mapped_column(default=False)
+    # Totals: Stripe's and e-conomic's, and a note when they do not reconcile.
+    reconciliation: Mapped[str | None] = mapped_column(db.Text)
+    reconciled: Mapped[bool | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def document_number(self) -> int | None:
+        if self.document_type == "booked_invoice":
+            return self.economic_booked_number
+        if self.document_type == "draft_order":
+            return self.economic_order_number
+        return self.economic_draft_number
+
+
+class AuditRow(db.Model):
+    """One step of one attempt of a sync run: what was done, what was sent, how it ended."""
+
+    __tablename__ = "audit_rows"
+    __table_args__ = (db.Index("ix_audit_rows_run", "run_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"))
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column()
+    step: Mapped[str] = mapped_column(String(30))
+    outcome: Mapped[str] = mapped_column(String(20))  # found, created, skipped, failed, done
+    numbers: Mapped[str | None] = mapped_column(String(500))
+    summary: Mapped[str | None] = mapped_column(db.Text)  # JSON: mapped values sent, what was cut, …
+    error: Mapped[str | None] = mapped_column(db.Text)
+    duration_ms: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CustomerLink(db.Model):
+    """A Stripe customer known to be this e-conomic customer number: repeat customers cost no lookups."""
+
+    __tablename__ = "customer_links"
+    __table_args__ = (db.UniqueConstraint("merchant_id", "stripe_customer_id", name="uq_customer_links_merchant_customer"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"))
+    stripe_customer_id: Mapped[str] = mapped_column(String(255))
+    economic_customer_number: Mapped[int] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ProductLink(db.Model):
+    """A Stripe product known to be this e-conomic product number."""
+
+    __tablename__ = "product_links"
+    __table_args__ = (db.UniqueConstraint("merchant_id", "stripe_product_id", name="uq_product_links_merchant_product"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"))
+    stripe_product_id: Mapped[str] = mapped_column(String(255))
+    economic_product_number: Mapped[str] = mapped_column(String(25))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
