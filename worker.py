@@ -1,18 +1,53 @@
 """Run an RQ worker for the portal's queue: `python worker.py`.
 
 Start as many as you need, on as many machines as you like, against the same Redis and database.
-SIGTERM (or Ctrl-C) lets the job in hand finish before the worker exits.
+SIGTERM (or Ctrl-C) lets the job in hand finish before the worker exits. Each worker also runs the
+requeue pass every minute (one worker at a time, by a lock in Redis): runs stored while Redis was
+down, and runs whose worker was killed mid-run, are queued again.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 
 from rq import SimpleWorker
 
 from portal import create_app
+from portal.extensions import db
 from portal.queue import RedisNotConfigured, redis_connection, sync_queue
+
+REQUEUE_EVERY_SECONDS = 60
+log = logging.getLogger("worker")
+
+
+class AppWorker(SimpleWorker):
+    """Runs jobs in this process (no fork per job) with a fresh database session for each."""
+
+    def perform_job(self, job, queue):
+        try:
+            return super().perform_job(job, queue)
+        finally:
+            db.session.remove()
+
+
+def requeue_loop(app, stop: threading.Event) -> None:
+    from portal.runs import sync_run_requeue_pending
+
+    connection = redis_connection(app)
+    lock_key = f"{app.config['REDIS_KEY_PREFIX']}:requeue-lock"
+    while not stop.wait(REQUEUE_EVERY_SECONDS):
+        try:
+            if not connection.set(lock_key, "1", nx=True, ex=REQUEUE_EVERY_SECONDS - 5):
+                continue
+            with app.app_context():
+                queued = sync_run_requeue_pending()
+                db.session.remove()
+            if queued:
+                log.info("requeue pass: queued %d pending run(s)", queued)
+        except Exception:  # Redis or the database away for a moment: try again next minute
+            log.exception("requeue pass failed")
 
 
 def main() -> int:
@@ -23,11 +58,14 @@ def main() -> int:
     except RedisNotConfigured as error:
         print(error, file=sys.stderr)
         return 2
-    # Jobs run in this process (SimpleWorker): no fork per job, and the app context pushed here
-    # is the one every job sees.
-    with app.app_context():
-        worker = SimpleWorker([sync_queue(app)], connection=connection)
-        worker.work(with_scheduler=True)
+    stop = threading.Event()
+    threading.Thread(target=requeue_loop, args=(app, stop), name="requeue", daemon=True).start()
+    try:
+        with app.app_context():
+            worker = AppWorker([sync_queue(app)], connection=connection)
+            worker.work(with_scheduler=True)
+    finally:
+        stop.set()
     return 0
 
 

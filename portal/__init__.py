@@ -78,7 +78,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from . import models  # noqa: F401  (so migrations and `db` see every table)
     from .auth import bp as auth_bp
     from .auth.cli import merchant_cli, user_cli
-    from .cli import secrets_cli
+    from .cli import runs_cli, secrets_cli
     from .main import bp as main_bp
     from .settings import bp as settings_bp
     from .webhooks import bp as webhooks_bp
@@ -90,6 +90,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.cli.add_command(merchant_cli)
     app.cli.add_command(user_cli)
     app.cli.add_command(secrets_cli)
+    app.cli.add_command(runs_cli)
 
     _register_error_pages(app)
 

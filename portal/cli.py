@@ -38,3 +38,14 @@ def secrets_rotate_command() -> None:
             rotated += len(values)
     db.session.commit()
     click.echo(f"Re-encrypted {rotated} secret(s) with the first key.")
+
+
+runs_cli = AppGroup("runs", help="Sync runs.")
+
+
+@runs_cli.command("requeue")
+def runs_requeue_command() -> None:
+    """Queue every run that is pending without a job (Redis was down) or whose worker died."""
+    from .runs import sync_run_requeue_pending
+
+    click.echo(f"Queued {sync_run_requeue_pending()} run(s).")

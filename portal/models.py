@@ -89,6 +89,10 @@ class WebhookEvent(db.Model):
     stripe_invoice_id: Mapped[str | None] = mapped_column(String(255), index=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     payload: Mapped[str] = mapped_column(db.Text)
+    # What the rules made of it: "queued" (a run exists for it) or "ignored", with the reason.
+    outcome: Mapped[str] = mapped_column(String(20), default="received", server_default="received")
+    ignored_reason: Mapped[str | None] = mapped_column(String(500))
+    sync_run_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id", ondelete="SET NULL"))
 
 
 class SyncRule(db.Model):

@@ -105,8 +105,12 @@ def app(base_config, migrated_database):
         limiter.reset()
         redis = app.extensions.get("redis")
         if redis is not None:
-            for key in redis.scan_iter(match=app.config["REDIS_KEY_PREFIX"] + ":*"):
-                redis.delete(key)
+            # Only what this test run made: its own key prefix, queue and job ids.
+            patterns = (f"{app.config['REDIS_KEY_PREFIX']}:*", f"rq:job:{app.config['REDIS_KEY_PREFIX']}-*", f"rq:*{app.config['RQ_QUEUE']}*")
+            for pattern in patterns:
+                for key in redis.scan_iter(match=pattern):
+                    redis.delete(key)
+            redis.srem("rq:queues", f"rq:queue:{app.config['RQ_QUEUE']}")
             redis.close()
         db.engine.dispose()
 

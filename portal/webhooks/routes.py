@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import jsonify, request
 
 from ..extensions import csrf, db, limiter
+from .. import runs  # a module reference: portal.runs imports settings, which import this package
 from . import bp
-from .services import WebhookRejected, event_store, event_verify, merchant_by_webhook_key
+from .services import WebhookRejected, event_route, event_store, event_verify, merchant_by_webhook_key
 
 
 @bp.route("/webhooks/stripe/<webhook_key>", methods=["POST"])
@@ -23,7 +24,12 @@ def stripe_event(webhook_key: str):
     except WebhookRejected as rejected:
         return jsonify(error=rejected.reason), rejected.status
     stored = event_store(merchant, event, payload)
-    db.session.commit()
     if stored is None:
+        db.session.rollback()
         return jsonify(received=True, duplicate=True), 200
+    run, created = event_route(merchant, stored, event)
+    db.session.commit()
+    # Only now that the run is committed may a worker see its job.
+    if run is not None and created:
+        runs.sync_run_enqueue(run)
     return jsonify(received=True), 200

@@ -10,7 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..models import Merchant, WebhookEvent
+from ..models import Merchant, SyncRun, WebhookEvent
+from .. import runs
+from ..settings.sync_config import rule_for
+from .rules import decide
 
 
 class WebhookRejected(Exception):
@@ -78,3 +81,19 @@ def event_store(merchant: Merchant, event: dict, payload: bytes) -> WebhookEvent
     except IntegrityError:
         return None
     return stored
+
+
+def event_route(merchant: Merchant, stored: WebhookEvent, event: dict) -> tuple[SyncRun | None, bool]:
+    """Apply the merchant's rule: a run for the invoice (new or existing), or the event marked ignored."""
+    rule = rule_for(merchant.id)
+    decision = decide(stored.type, event["data"]["object"], rule)
+    if not decision.sync or not stored.stripe_invoice_id:
+        stored.outcome = "ignored"
+        stored.ignored_reason = decision.reason or "The event names no invoice."
+        return None, False
+    run, created = runs.sync_run_create(merchant.id, stored.stripe_invoice_id, rule)
+    stored.outcome = "queued" if created else "duplicate"
+    if not created:
+        stored.ignored_reason = f"A sync of this invoice into a {rule.DOCUMENT_TYPES[run.document_type]} exists already (run {run.id})."
+    stored.sync_run_id = run.id
+    return run, created
