@@ -79,6 +79,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .auth import bp as auth_bp
     from .auth.cli import merchant_cli, user_cli
     from .cli import runs_cli, secrets_cli
+    from .history import bp as history_bp
     from .main import bp as main_bp
     from .settings import bp as settings_bp
     from .webhooks import bp as webhooks_bp
@@ -87,12 +88,16 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(main_bp)
     app.register_blueprint(settings_bp)
     app.register_blueprint(webhooks_bp)
+    app.register_blueprint(history_bp)
     app.cli.add_command(merchant_cli)
     app.cli.add_command(user_cli)
     app.cli.add_command(secrets_cli)
     app.cli.add_command(runs_cli)
 
     _register_error_pages(app)
+    from . import templating
+
+    templating.register(app)
 
     @app.context_processor
     def navigation():

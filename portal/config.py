@@ -69,6 +69,8 @@ def load_config(instance_path: str) -> dict:
         "REDIS_KEY_PREFIX": os.environ.get("REDIS_KEY_PREFIX", "invoice-sync"),
         "ECONOMIC_CHOICES_CACHE_SECONDS": env_int("ECONOMIC_CHOICES_CACHE_SECONDS", 300),
         "ECONOMIC_API_URL": os.environ.get("ECONOMIC_API_URL", "https://restapi.e-conomic.com").rstrip("/"),
+        # Where merchants open documents in e-conomic's own web app (links on the invoice timeline).
+        "ECONOMIC_APP_URL": os.environ.get("ECONOMIC_APP_URL", "https://secure.e-conomic.com").rstrip("/"),
         "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/"),
         "HTTP_TIMEOUT_SECONDS": float(os.environ.get("HTTP_TIMEOUT_SECONDS", "20")),
         # Cookies: HttpOnly and SameSite=Lax always; Secure unless running locally over plain HTTP.

@@ -257,3 +257,42 @@ def _failed(run: SyncRun, failure: SyncFailure) -> str:
 def sync_run_job(run_id: int) -> str:
     """The RQ job: a plain function taking an id. Runs inside the worker's app context."""
     return sync_run_execute(run_id)
+
+
+class RunActionRefused(ValueError):
+    """A manual action that would break a promise (such as a second document), with the reason."""
+
+
+def sync_run_again(run: SyncRun, force_new_document: bool = False) -> None:
+    """"Sync again": retry a run now. A run that succeeded makes a new document only when asked to."""
+    if run.status in ("queued", "running"):
+        raise RunActionRefused("This invoice is being synced right now.")
+    if run.status == "succeeded" and not force_new_document:
+        raise RunActionRefused(
+            f"This invoice is already in e-conomic as {run.document_number}. Syncing again would make a second "
+            "document: tick “Create a new document” to do that on purpose."
+        )
+    if run.status == "succeeded":
+        # Forget what was created, so the engine creates afresh (under new idempotency keys: next attempt).
+        run.economic_draft_number = run.economic_booked_number = run.economic_order_number = None
+        run.document_create_started = False
+    run.status = "queued"
+    run.will_retry = False
+    run.next_retry_at = None
+    run.job_id = None
+    db.session.commit()
+    sync_run_enqueue(run)
+
+
+def event_sync_now(event, rule: SyncRule) -> SyncRun:
+    """"Sync this invoice now" for an ignored event: a run under the current rule, queued at once."""
+    if not event.stripe_invoice_id:
+        raise RunActionRefused("This event names no invoice.")
+    run, created = sync_run_create(event.merchant_id, event.stripe_invoice_id, rule)
+    if not created:
+        raise RunActionRefused(f"This invoice has a {SyncRule.DOCUMENT_TYPES[run.document_type]} sync already; use Sync again on it.")
+    event.outcome = "queued"
+    event.sync_run_id = run.id
+    db.session.commit()
+    sync_run_enqueue(run)
+    return run

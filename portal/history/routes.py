@@ -1,0 +1,147 @@
+"""Sync history: the list, one invoice's timeline, CSV export, and the manual actions."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from flask import Response, abort, current_app, flash, make_response, redirect, render_template, request, stream_with_context, url_for
+from flask_login import current_user, login_required
+
+from ..models import SyncRule
+from ..runs import RunActionRefused, event_sync_now, sync_run_again
+from ..settings.sync_config import rule_for
+from . import bp
+from .selectors import (
+    IN_FLIGHT,
+    STATUSES,
+    HistoryFilter,
+    event_for_merchant,
+    ignored_events_page,
+    invoice_timeline,
+    overview,
+    run_for_merchant,
+    runs_for_export,
+    runs_page,
+)
+
+HTMX_STOP_POLLING = 286
+
+
+def _page(f: HistoryFilter):
+    cursor = request.args.get("after")
+    if f.status == "ignored":
+        return ignored_events_page(current_user.merchant_id, f, cursor)
+    return runs_page(current_user.merchant_id, f, cursor)
+
+
+@bp.route("/history")
+@login_required
+def index():
+    f = HistoryFilter.from_args(request.args)
+    page = _page(f)
+    return render_template(
+        "history/index.html", f=f, page=page, statuses=STATUSES, overview=overview(current_user.merchant_id),
+        in_flight=any(getattr(row, "status", None) in IN_FLIGHT for row in page.rows),
+        document_types=SyncRule.DOCUMENT_TYPES, triggers=SyncRule.TRIGGERS,
+    )
+
+
+@bp.route("/history/rows")
+@login_required
+def rows():
+    """The table body, polled by HTMX while runs are in flight; 286 tells HTMX to stop polling."""
+    f = HistoryFilter.from_args(request.args)
+    page = _page(f)
+    in_flight = any(getattr(row, "status", None) in IN_FLIGHT for row in page.rows)
+    response = make_response(render_template(
+        "history/_rows.html", f=f, page=page, in_flight=in_flight,
+        document_types=SyncRule.DOCUMENT_TYPES, triggers=SyncRule.TRIGGERS,
+    ))
+    response.headers["Vary"] = "HX-Request"
+    if not in_flight:
+        response.status_code = HTMX_STOP_POLLING
+    return response
+
+
+@bp.route("/history/invoices/<stripe_invoice_id>")
+@login_required
+def invoice(stripe_invoice_id: str):
+    timeline = invoice_timeline(current_user.merchant_id, stripe_invoice_id)
+    if timeline is None:
+        abort(404)
+    return render_template(
+        "history/invoice.html", invoice_id=stripe_invoice_id, timeline=timeline,
+        document_types=SyncRule.DOCUMENT_TYPES, triggers=SyncRule.TRIGGERS,
+        economic_app_url=current_app.config["ECONOMIC_APP_URL"],
+    )
+
+
+@bp.route("/history/runs/<int:run_id>/sync-again", methods=["POST"])
+@login_required
+def sync_again(run_id: int):
+    run = run_for_merchant(current_user.merchant_id, run_id)
+    if run is None:
+        abort(404)
+    try:
+        sync_run_again(run, force_new_document=request.form.get("new_document") == "1")
+        flash("Queued: the invoice will be synced again in a moment.", "success")
+    except RunActionRefused as refusal:
+        flash(str(refusal), "error")
+    return redirect(url_for("history.invoice", stripe_invoice_id=run.stripe_invoice_id))
+
+
+@bp.route("/history/events/<int:event_id>/sync-now", methods=["POST"])
+@login_required
+def sync_now(event_id: int):
+    event = event_for_merchant(current_user.merchant_id, event_id)
+    if event is None:
+        abort(404)
+    try:
+        event_sync_now(event, rule_for(current_user.merchant_id))
+        flash("Queued: the invoice will be synced in a moment.", "success")
+    except RunActionRefused as refusal:
+        flash(str(refusal), "error")
+    return redirect(url_for("history.invoice", stripe_invoice_id=event.stripe_invoice_id) if event.stripe_invoice_id else url_for("history.index"))
+
+
+CSV_COLUMNS = ("run_id", "stripe_invoice_id", "invoice_number", "customer", "email", "amount", "currency", "trigger",
+               "document_type", "status", "economic_document_number", "attempts", "last_update", "error")
+
+
+@bp.route("/history.csv")
+@login_required
+def export_csv():
+    f = HistoryFilter.from_args(request.args)
+    merchant_id = current_user.merchant_id
+
+    def lines():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(CSV_COLUMNS)
+        for run in runs_for_export(merchant_id, f):
+            writer.writerow([
+                run.id, run.stripe_invoice_id, run.stripe_invoice_number or "", _safe(run.customer_name), run.customer_email or "",
+                _amount(run), run.currency or "", run.trigger, run.document_type, run.status, run.document_number or "",
+                run.attempts, run.updated_at.isoformat(), _safe(run.last_error),
+            ])
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+
+    return Response(stream_with_context(lines()), mimetype="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=sync-history.csv"})
+
+
+def _safe(text: str | None) -> str:
+    """Spreadsheet apps run cells that start with = + - @ as formulas: defuse them."""
+    text = text or ""
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def _amount(run) -> str:
+    from ..sync.money import from_minor
+
+    if run.total_minor is None or not run.currency:
+        return ""
+    return str(from_minor(run.total_minor, run.currency))

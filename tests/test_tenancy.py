@@ -1,0 +1,69 @@
+"""Tenant isolation: every route that takes an id answers 404 for another merchant's id, and changes nothing."""
+
+import pytest
+
+from portal.extensions import db
+from portal.models import SyncRun, WebhookEvent
+
+from .helpers import csrf_token, login
+
+# Every URL rule with a parameter, and how to fill it with the *other* merchant's object.
+# A new route with a parameter fails `test_every_route_with_a_parameter_is_covered` until it is added here.
+TENANT_ROUTES = {
+    "history.invoice": ("GET", lambda foreign: {"stripe_invoice_id": foreign["invoice_id"]}),
+    "history.sync_again": ("POST", lambda foreign: {"run_id": foreign["run_id"]}),
+    "history.sync_now": ("POST", lambda foreign: {"event_id": foreign["event_id"]}),
+}
+NOT_TENANT_OWNED = {
+    "static",  # files
+    "settings.mapping_row_edit",  # the e-conomic field's name: the row shown is the signed-in merchant's
+    "settings.connection_test",  # the service's name: tests the signed-in merchant's connection
+    "webhooks.stripe_event",  # the merchant's secret webhook key; the signature is checked with its secret
+}
+
+
+def test_every_route_with_a_parameter_is_covered(app):
+    parameterised = {rule.endpoint for rule in app.url_map.iter_rules() if rule.arguments}
+    assert parameterised == set(TENANT_ROUTES) | NOT_TENANT_OWNED
+
+
+@pytest.fixture
+def foreign(app, other_account):
+    with app.app_context():
+        run = SyncRun(merchant_id=other_account.merchant_id, stripe_invoice_id="in_theirs", document_type="draft_invoice",
+                      trigger="paid", status="failed", last_error="theirs")
+        db.session.add(run)
+        db.session.flush()
+        event = WebhookEvent(merchant_id=other_account.merchant_id, stripe_event_id="evt_theirs", type="invoice.sent",
+                             stripe_invoice_id="in_theirs", payload="{}", outcome="ignored", ignored_reason="theirs")
+        db.session.add(event)
+        db.session.commit()
+        return {"run_id": run.id, "event_id": event.id, "invoice_id": "in_theirs"}
+
+
+@pytest.mark.parametrize("endpoint", sorted(TENANT_ROUTES))
+def test_another_merchants_id_is_404_and_nothing_changes(app, client, account, foreign, endpoint):
+    login(client, account.email)
+    method, values = TENANT_ROUTES[endpoint]
+    with app.test_request_context():
+        from flask import url_for
+
+        url = url_for(endpoint, **values(foreign))
+    token = csrf_token(client, "/")
+    response = client.get(url) if method == "GET" else client.post(url, data={"csrf_token": token, "new_document": "1"})
+    assert response.status_code == 404
+    body = response.get_data(as_text=True)
+    assert "theirs" not in body and "in_theirs" not in body
+    with app.app_context():
+        run = db.session.get(SyncRun, foreign["run_id"])
+        assert (run.status, run.last_error) == ("failed", "theirs")
+        assert db.session.scalar(db.select(db.func.count()).select_from(SyncRun)) == 1
+        assert db.session.get(WebhookEvent, foreign["event_id"]).outcome == "ignored"
+
+
+def test_the_history_list_and_csv_show_only_the_merchants_own_runs(app, client, account, foreign):
+    login(client, account.email)
+    assert "in_theirs" not in client.get("/history").get_data(as_text=True)
+    assert "in_theirs" not in client.get("/history?status=ignored").get_data(as_text=True)
+    assert "in_theirs" not in client.get("/history.csv").get_data(as_text=True)
+    assert "in_theirs" not in client.get("/history/rows").get_data(as_text=True)
