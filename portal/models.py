@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 from flask_login import UserMixin
 from sqlalchemy import DateTime, ForeignKey, String
@@ -233,6 +233,7 @@ class SyncRun(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    backfill_id: Mapped[int | None] = mapped_column(ForeignKey("backfills.id", ondelete="SET NULL"), index=True)
 
     @property
     def document_number(self) -> int | None:
@@ -286,3 +287,21 @@ class ProductLink(db.Model):
     stripe_product_id: Mapped[str] = mapped_column(String(255))
     economic_product_number: Mapped[str] = mapped_column(String(25))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Backfill(db.Model):
+    """A merchant's request to sync past Stripe invoices created in a date range."""
+
+    __tablename__ = "backfills"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"), index=True)
+    date_from: Mapped[date] = mapped_column(db.Date)
+    date_to: Mapped[date] = mapped_column(db.Date)
+    status: Mapped[str] = mapped_column(String(20), default="listing")  # listing, syncing, done, failed
+    invoices_listed: Mapped[int] = mapped_column(default=0)
+    runs_created: Mapped[int] = mapped_column(default=0)
+    already_synced: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(db.Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -3,7 +3,9 @@
 import pytest
 
 from portal.extensions import db
-from portal.models import SyncRun, WebhookEvent
+from datetime import date
+
+from portal.models import Backfill, SyncRun, WebhookEvent
 
 from .helpers import csrf_token, login
 
@@ -13,6 +15,7 @@ TENANT_ROUTES = {
     "history.invoice": ("GET", lambda foreign: {"stripe_invoice_id": foreign["invoice_id"]}),
     "history.sync_again": ("POST", lambda foreign: {"run_id": foreign["run_id"]}),
     "history.sync_now": ("POST", lambda foreign: {"event_id": foreign["event_id"]}),
+    "history.backfill_status": ("GET", lambda foreign: {"backfill_id": foreign["backfill_id"]}),
 }
 NOT_TENANT_OWNED = {
     "static",  # files
@@ -37,8 +40,10 @@ def foreign(app, other_account):
         event = WebhookEvent(merchant_id=other_account.merchant_id, stripe_event_id="evt_theirs", type="invoice.sent",
                              stripe_invoice_id="in_theirs", payload="{}", outcome="ignored", ignored_reason="theirs")
         db.session.add(event)
+        backfill = Backfill(merchant_id=other_account.merchant_id, date_from=date(2026, 1, 1), date_to=date(2026, 1, 31), status="done", error="theirs")
+        db.session.add(backfill)
         db.session.commit()
-        return {"run_id": run.id, "event_id": event.id, "invoice_id": "in_theirs"}
+        return {"run_id": run.id, "event_id": event.id, "invoice_id": "in_theirs", "backfill_id": backfill.id}
 
 
 @pytest.mark.parametrize("endpoint", sorted(TENANT_ROUTES))

@@ -8,7 +8,11 @@ import io
 from flask import Response, abort, current_app, flash, make_response, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user, login_required
 
-from ..models import SyncRule
+from datetime import date
+
+from ..backfill import BackfillRefused, backfill_create, backfill_progress
+from ..extensions import db
+from ..models import Backfill, SyncRule
 from ..runs import RunActionRefused, event_sync_now, sync_run_again
 from ..settings.sync_config import rule_for
 from . import bp
@@ -145,3 +149,37 @@ def _amount(run) -> str:
     if run.total_minor is None or not run.currency:
         return ""
     return str(from_minor(run.total_minor, run.currency))
+
+
+@bp.route("/history/backfill", methods=["GET", "POST"])
+@login_required
+def backfill():
+    merchant_id = current_user.merchant_id
+    if request.method == "POST":
+        try:
+            date_from = date.fromisoformat(request.form.get("from", ""))
+            date_to = date.fromisoformat(request.form.get("to", ""))
+        except ValueError:
+            flash("Enter both dates.", "error")
+            return redirect(url_for("history.backfill"))
+        try:
+            created = backfill_create(merchant_id, date_from, date_to)
+        except BackfillRefused as refusal:
+            flash(str(refusal), "error")
+            return redirect(url_for("history.backfill"))
+        return redirect(url_for("history.backfill", shown=created.id))
+    recent = db.session.scalars(db.select(Backfill).where(Backfill.merchant_id == merchant_id).order_by(Backfill.id.desc()).limit(5)).all()
+    progress = {item.id: backfill_progress(item) for item in recent}
+    return render_template("history/backfill.html", recent=recent, progress=progress, today=date.today().isoformat())
+
+
+@bp.route("/history/backfills/<int:backfill_id>/progress")
+@login_required
+def backfill_status(backfill_id: int):
+    item = db.session.scalar(db.select(Backfill).where(Backfill.id == backfill_id, Backfill.merchant_id == current_user.merchant_id))
+    if item is None:
+        abort(404)
+    response = make_response(render_template("history/_backfill_progress.html", item=item, progress=backfill_progress(item)))
+    if item.status in ("done", "failed"):
+        response.status_code = HTMX_STOP_POLLING
+    return response

@@ -1,0 +1,115 @@
+"""Backfill: sync past Stripe invoices created in a date range, under the merchant's current rule."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, time, timedelta, timezone
+
+import stripe
+from flask import current_app
+from redis.exceptions import RedisError
+from sqlalchemy import func, select
+
+from . import runs
+from .extensions import db
+from .models import Backfill, Connection, SyncRun, utcnow
+from .queue import sync_queue
+from .settings.sync_config import rule_for
+from .sync.stripe_source import stripe_client
+from .webhooks.rules import decide
+
+log = logging.getLogger(__name__)
+MAX_DAYS = 366
+
+
+class BackfillRefused(ValueError):
+    pass
+
+
+def backfill_create(merchant_id: int, date_from: date, date_to: date) -> Backfill:
+    today = utcnow().date()
+    if date_from > date_to:
+        raise BackfillRefused("The start date is after the end date.")
+    if date_to > today:
+        raise BackfillRefused("The end date is in the future.")
+    if (date_to - date_from).days >= MAX_DAYS:
+        raise BackfillRefused(f"Choose at most {MAX_DAYS} days at a time.")
+    running = db.session.scalar(select(Backfill).where(Backfill.merchant_id == merchant_id, Backfill.status.in_(("listing", "syncing"))))
+    if running is not None:
+        raise BackfillRefused("A backfill is running already; wait for it to finish.")
+    backfill = Backfill(merchant_id=merchant_id, date_from=date_from, date_to=date_to, status="listing")
+    db.session.add(backfill)
+    db.session.commit()
+    try:
+        sync_queue().enqueue("portal.backfill.backfill_job", backfill.id, job_id=f"{current_app.config['REDIS_KEY_PREFIX']}-backfill-{backfill.id}", job_timeout=3600)
+    except (RedisError, OSError) as error:
+        backfill.status, backfill.error = "failed", f"Could not queue the backfill: {error}"
+        db.session.commit()
+    return backfill
+
+
+def _event_type_for(invoice: dict, trigger: str) -> str:
+    """The event that would have started a sync of this invoice, judged from its state now."""
+    if trigger == "paid":
+        return "invoice.paid" if invoice.get("status") == "paid" else "invoice.updated"
+    if invoice.get("status") == "void":
+        return "invoice.voided"
+    if invoice.get("status") in ("open", "paid", "uncollectible"):
+        return "invoice.sent" if invoice.get("collection_method") == "send_invoice" else "invoice.finalized"
+    return "invoice.updated"
+
+
+def backfill_job(backfill_id: int) -> str:
+    backfill = db.session.get(Backfill, backfill_id)
+    if backfill is None or backfill.status not in ("listing",):
+        return "skipped"
+    connection = db.session.scalar(select(Connection).where(Connection.merchant_id == backfill.merchant_id))
+    if connection is None or not connection.stripe_secret_key:
+        backfill.status, backfill.error, backfill.finished_at = "failed", "No Stripe secret key is saved (Connections).", utcnow()
+        db.session.commit()
+        return backfill.status
+    rule = rule_for(backfill.merchant_id)
+    client = stripe_client(connection.stripe_secret_key, current_app.config["STRIPE_API_BASE"])
+    start = datetime.combine(backfill.date_from, time.min, tzinfo=timezone.utc)
+    end = datetime.combine(backfill.date_to + timedelta(days=1), time.min, tzinfo=timezone.utc)
+    params = {"created": {"gte": int(start.timestamp()), "lt": int(end.timestamp())}, "limit": 100}
+    created_runs: list[SyncRun] = []
+    try:
+        for invoice in client.v1.invoices.list(params=params).auto_paging_iter():
+            data = invoice.to_dict()
+            backfill.invoices_listed += 1
+            if decide(_event_type_for(data, rule.trigger), data, rule).sync:
+                run, created = runs.sync_run_create(backfill.merchant_id, data["id"], rule)
+                if created:
+                    run.backfill_id = backfill.id
+                    backfill.runs_created += 1
+                    created_runs.append(run)
+                else:
+                    backfill.already_synced += 1
+            if backfill.invoices_listed % 25 == 0:
+                db.session.commit()  # progress the portal can show
+    except stripe.StripeError as error:
+        db.session.commit()
+        backfill.status, backfill.error, backfill.finished_at = "failed", f"Stripe: {error.user_message or error}", utcnow()
+        db.session.commit()
+        return backfill.status
+    backfill.status = "syncing" if created_runs else "done"
+    if not created_runs:
+        backfill.finished_at = utcnow()
+    db.session.commit()
+    for run in created_runs:
+        runs.sync_run_enqueue(run)
+    return backfill.status
+
+
+def backfill_progress(backfill: Backfill) -> dict:
+    """How far it is: runs finished out of runs created (the listing phase has no total yet)."""
+    finished = 0
+    if backfill.runs_created:
+        finished = db.session.scalar(select(func.count()).select_from(SyncRun).where(
+            SyncRun.backfill_id == backfill.id, SyncRun.status.in_(("succeeded", "failed")))) or 0
+    if backfill.status == "syncing" and finished >= backfill.runs_created:
+        backfill.status, backfill.finished_at = "done", utcnow()
+        db.session.commit()
+    return {"finished": finished, "total": backfill.runs_created,
+            "percent": int(finished * 100 / backfill.runs_created) if backfill.runs_created else (100 if backfill.status == "done" else 0)}

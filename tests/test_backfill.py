@@ -1,0 +1,90 @@
+"""Backfill: past invoices listed through the Stripe SDK page by page, synced once, with progress."""
+
+import json
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+import responses
+from responses import matchers
+
+from portal.backfill import backfill_job, backfill_progress
+from portal.extensions import db
+from portal.models import Backfill, Connection, SyncRule, SyncRun
+
+from .helpers import csrf_token, login
+
+DATA = Path(__file__).parent / "data"
+
+
+def invoice(n, status="paid", total=1000):
+    base = json.loads((DATA / "invoice_paid_automatic.json").read_text())
+    return {**base, "id": f"in_backfill_{n}", "status": status, "total": total}
+
+
+@pytest.fixture
+def connected(app, account):
+    with app.app_context():
+        db.session.add(Connection(merchant_id=account.merchant_id, stripe_secret_key="sk_test_backfill"))
+        db.session.commit()
+    return account
+
+
+@responses.activate
+def test_backfill_pages_through_stripe_and_queues_each_matching_invoice_once(app, client, connected):
+    page1 = [invoice(n) for n in range(1, 101)]
+    page2 = [invoice(101), invoice(102, status="open"), invoice(103, total=0)]
+    start = int(datetime(2026, 10, 1, tzinfo=timezone.utc).timestamp())
+    end = int(datetime(2026, 11, 1, tzinfo=timezone.utc).timestamp())
+    responses.get("https://api.stripe.com/v1/invoices", json={"object": "list", "data": page1, "has_more": True, "url": "/v1/invoices"},
+                  match=[matchers.query_param_matcher({"created[gte]": str(start), "created[lt]": str(end), "limit": "100"})])
+    responses.get("https://api.stripe.com/v1/invoices", json={"object": "list", "data": page2, "has_more": False, "url": "/v1/invoices"},
+                  match=[matchers.query_param_matcher({"created[gte]": str(start), "created[lt]": str(end), "limit": "100", "starting_after": "in_backfill_100"})])
+    with app.app_context():
+        db.session.add(SyncRun(merchant_id=connected.merchant_id, stripe_invoice_id="in_backfill_5", document_type="draft_invoice", trigger="paid", status="succeeded"))
+        db.session.commit()
+    login(client, connected.email)
+    token = csrf_token(client, "/history/backfill")
+    response = client.post("/history/backfill", data={"csrf_token": token, "from": "2026-10-01", "to": "2026-10-31"})
+    assert response.status_code == 302
+    with app.app_context():
+        backfill = db.session.scalar(db.select(Backfill))
+        assert backfill_job(backfill.id) == "syncing"
+        backfill = db.session.get(Backfill, backfill.id)
+        assert (backfill.invoices_listed, backfill.runs_created, backfill.already_synced) == (103, 100, 1)
+        runs = db.session.scalars(db.select(SyncRun).where(SyncRun.backfill_id == backfill.id)).all()
+        assert len(runs) == 100 and all(run.job_id for run in runs)
+        assert backfill_progress(backfill) == {"finished": 0, "total": 100, "percent": 0}
+        for run in runs[:40]:
+            run.status = "succeeded"
+        db.session.commit()
+        assert backfill_progress(backfill)["percent"] == 40
+        backfill_id = backfill.id
+    fragment = client.get(f"/history/backfills/{backfill_id}/progress")
+    assert fragment.status_code == 200
+    assert '<progress value="40" max="100"' in fragment.get_data(as_text=True)
+    with app.app_context():
+        for run in db.session.scalars(db.select(SyncRun).where(SyncRun.backfill_id == backfill_id)):
+            run.status = "succeeded"
+        db.session.commit()
+    done = client.get(f"/history/backfills/{backfill_id}/progress")
+    assert done.status_code == 286  # stops polling
+    assert "done" in done.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"from": "2026-10-31", "to": "2026-10-01"}, "The start date is after the end date."),
+        ({"from": "2024-01-01", "to": "2025-12-31"}, "at most 366 days"),
+        ({"from": "2026-10-01", "to": "2099-01-01"}, "in the future"),
+        ({"from": "yesterday", "to": ""}, "Enter both dates."),
+    ],
+)
+def test_bad_ranges_are_refused_clearly(app, client, connected, data, message):
+    login(client, connected.email)
+    token = csrf_token(client, "/history/backfill")
+    page = client.post("/history/backfill", data={"csrf_token": token, **data}, follow_redirects=True).get_data(as_text=True)
+    assert message in page
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count()).select_from(Backfill)) == 0
