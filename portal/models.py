@@ -197,7 +197,7 @@ class SyncRun(db.Model):
     __table_args__ = (
         db.UniqueConstraint("merchant_id", "stripe_invoice_id", "document_type", name="uq_sync_runs_invoice_document"),
         db.Index("ix_sync_runs_merchant_updated", "merchant_id", "updated_at", "id"),
-        db.Index("ix_sync_runs_status", "status"),
+        db.Index("ix_sync_runs_merchant_status_updated", "merchant_id", "status", "updated_at", "id"),
     )
 
     STATUSES = ("queued", "running", "retrying", "succeeded", "failed")
