@@ -2,7 +2,7 @@
 
 Start as many as you need, on as many machines as you like, against the same Redis and database.
 SIGTERM (or Ctrl-C) lets the job in hand finish before the worker exits. Each worker also runs the
-requeue pass every minute (one worker at a time, by a lock in Redis): runs stored while Redis was
+requeue pass every minute (REQUEUE_EVERY_SECONDS) (one worker at a time, by a lock in Redis): runs stored while Redis was
 down, and runs whose worker was killed mid-run, are queued again.
 """
 
@@ -18,7 +18,6 @@ from portal import create_app
 from portal.extensions import db
 from portal.queue import RedisNotConfigured, redis_connection, sync_queue
 
-REQUEUE_EVERY_SECONDS = 60
 log = logging.getLogger("worker")
 
 
@@ -37,9 +36,10 @@ def requeue_loop(app, stop: threading.Event) -> None:
 
     connection = redis_connection(app)
     lock_key = f"{app.config['REDIS_KEY_PREFIX']}:requeue-lock"
-    while not stop.wait(REQUEUE_EVERY_SECONDS):
+    every = app.config["REQUEUE_EVERY_SECONDS"]
+    while not stop.wait(every):
         try:
-            if not connection.set(lock_key, "1", nx=True, ex=REQUEUE_EVERY_SECONDS - 5):
+            if not connection.set(lock_key, "1", nx=True, px=max(int(every * 900), 500)):
                 continue
             with app.app_context():
                 queued = sync_run_requeue_pending()

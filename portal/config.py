@@ -67,6 +67,10 @@ def load_config(instance_path: str) -> dict:
         "RQ_QUEUE": os.environ.get("RQ_QUEUE", "invoice-sync"),
         # Our own Redis keys (caches, progress) start with this, so one Redis can serve several setups.
         "REDIS_KEY_PREFIX": os.environ.get("REDIS_KEY_PREFIX", "invoice-sync"),
+        # A run "running" longer than this lost its worker (killed mid-run) and is taken back by the
+        # requeue pass; longer than the job timeout (10 minutes), so a live run is never taken.
+        "RUN_LEASE_SECONDS": env_int("RUN_LEASE_SECONDS", 900),
+        "REQUEUE_EVERY_SECONDS": env_int("REQUEUE_EVERY_SECONDS", 60),
         "ECONOMIC_CHOICES_CACHE_SECONDS": env_int("ECONOMIC_CHOICES_CACHE_SECONDS", 300),
         "ECONOMIC_API_URL": os.environ.get("ECONOMIC_API_URL", "https://restapi.e-conomic.com").rstrip("/"),
         # Where merchants open documents in e-conomic's own web app (links on the invoice timeline).

@@ -32,8 +32,12 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 BASE_DELAY_SECONDS = 30
 MAX_DELAY_SECONDS = 6 * 3600
-# A run "running" for longer than this lost its worker (killed mid-run): the requeue pass takes it back.
-RUNNING_LEASE = timedelta(minutes=15)
+JOB_TIMEOUT_SECONDS = 600
+
+
+def _lease_expired_before() -> datetime:
+    """Runs still "running" but untouched since this moment lost their worker."""
+    return utcnow() - timedelta(seconds=current_app.config["RUN_LEASE_SECONDS"])
 
 
 def sync_run_create(merchant_id: int, stripe_invoice_id: str, rule: SyncRule) -> tuple[SyncRun, bool]:
@@ -75,7 +79,7 @@ def sync_run_enqueue(run: SyncRun, delay_seconds: float = 0) -> bool:
     job_id = job_id_for(run.id, run.attempts + 1)
     try:
         queue = sync_queue()
-        kwargs: dict[str, Any] = dict(job_id=job_id, retry=Retry(max=3), job_timeout=600, failure_ttl=7 * 86400)
+        kwargs: dict[str, Any] = dict(job_id=job_id, retry=Retry(max=3), job_timeout=JOB_TIMEOUT_SECONDS, failure_ttl=7 * 86400)
         if delay_seconds > 0:
             queue.enqueue_in(timedelta(seconds=delay_seconds), "portal.runs.sync_run_job", run.id, **kwargs)
         else:
@@ -92,7 +96,7 @@ def sync_run_enqueue(run: SyncRun, delay_seconds: float = 0) -> bool:
 
 def sync_run_requeue_pending() -> int:
     """Queue every run that should have a job and has none (Redis was down), or whose worker died."""
-    stale = utcnow() - RUNNING_LEASE
+    stale = _lease_expired_before()
     runs = db.session.scalars(
         select(SyncRun).where(
             or_(
@@ -195,14 +199,19 @@ def _engine_for(run: SyncRun) -> SyncEngine:
     )
 
 
-def sync_run_execute(run_id: int) -> str:
-    """One attempt of one run. Returns the run's status afterwards."""
-    # Claim the run: only a run that is not finished and not held by a live worker is taken.
-    stale = utcnow() - RUNNING_LEASE
+def sync_run_execute(run_id: int, job_id: str | None = None) -> str:
+    """One attempt of one run. Returns the run's status afterwards.
+
+    A run is claimed in one UPDATE: only when it is waiting, or "running" but left by a worker that
+    died (its lease ran out, or RQ retries the very job that was running it).
+    """
+    stale = _lease_expired_before()
+    abandoned = (SyncRun.status == "running") & (SyncRun.updated_at < stale)
+    if job_id:
+        abandoned = abandoned | ((SyncRun.status == "running") & (SyncRun.job_id == job_id))
     claimed = db.session.execute(
         update(SyncRun)
-        .where(SyncRun.id == run_id, or_(SyncRun.status.in_(("queued", "retrying")),
-                                         (SyncRun.status == "running") & (SyncRun.updated_at < stale)))
+        .where(SyncRun.id == run_id, or_(SyncRun.status.in_(("queued", "retrying")), abandoned))
         .values(status="running", attempts=SyncRun.attempts + 1, started_at=utcnow(), updated_at=utcnow(), next_retry_at=None)
     ).rowcount
     db.session.commit()
@@ -256,7 +265,10 @@ def _failed(run: SyncRun, failure: SyncFailure) -> str:
 
 def sync_run_job(run_id: int) -> str:
     """The RQ job: a plain function taking an id. Runs inside the worker's app context."""
-    return sync_run_execute(run_id)
+    from rq import get_current_job
+
+    job = get_current_job()
+    return sync_run_execute(run_id, job.id if job else None)
 
 
 class RunActionRefused(ValueError):
