@@ -24,9 +24,9 @@ log = logging.getLogger("worker")
 class AppWorker(SimpleWorker):
     """Runs jobs in this process (no fork per job) with a fresh database session for each."""
 
-    def perform_job(self, job, queue):
+    def perform_job(self, job, queue, *args, **kwargs):
         try:
-            return super().perform_job(job, queue)
+            return super().perform_job(job, queue, *args, **kwargs)
         finally:
             db.session.remove()
 

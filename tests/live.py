@@ -96,3 +96,31 @@ def running_portal(tmp_path: Path, extra_env: dict[str, str] | None = None, time
                     os.kill(pid, signal.SIGKILL)
                 process.kill()
                 process.wait()
+
+
+def start_worker(env_overrides: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """`python worker.py` as production runs it, with the given environment."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_overrides}
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, str(PROJECT_ROOT / "worker.py")], cwd=PROJECT_ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
