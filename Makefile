@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench install clean
+.PHONY: run demo test bench install clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed (found %s)" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -17,6 +17,9 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(PY) -m portal.devserver
+
+demo: $(STAMP)
+	$(PY) -m portal.demo
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -121,9 +121,11 @@ class FakeStripe:
     def handle(self, request: Request) -> Response:
         with self.lock:
             self.requests.append({"method": request.method, "path": request.path, "query": dict(request.args)})
-        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}" and not request.path.startswith("/_demo/"):
             return self._json({"error": {"message": "Invalid API Key provided: sk_test_****", "type": "invalid_request_error"}}, 401)
         parts = request.path.strip("/").split("/")
+        if parts == ["_demo", "send-invoice"] and request.method == "POST":
+            return self._demo_send(request.get_json(force=True))
         expand = [value for key, value in request.args.items(multi=True) if key.startswith("expand")]
         with self.lock:
             if parts[:2] == ["v1", "invoices"] and len(parts) == 2 and request.method == "GET":
@@ -146,6 +148,24 @@ class FakeStripe:
                 product = self.products.get(parts[2])
                 return self._json(product) if product else self._missing("product", parts[2])
         return self._json({"error": {"message": f"Unrecognized request URL ({request.method}: {request.path}).", "type": "invalid_request_error"}}, 404)
+
+    def _demo_send(self, order: dict) -> Response:
+        """The demo's "Send a test invoice": make a realistic invoice and deliver its signed event."""
+        import random
+
+        catalogue = [("Consulting hour", "7.5", 95000), ("Onboarding workshop", "1", 149500),
+                     ("Support plan (month)", "1", 49900), ("Design review", "2.25", 110000)]
+        lines = random.sample(catalogue, k=random.randint(1, 3))
+        number = f"DEMO-{len(self.invoices) + 1:04d}"
+        status = "paid" if order["event"] == "invoice.paid" else "open"
+        invoice, customer, products = make_invoice(number=number, lines=lines, status=status)
+        self.add_invoice(invoice, customer, products)
+        try:
+            answer = deliver(order["webhook_url"], order["event"], self.invoices[invoice["id"]], order["secret"])
+            delivered = {"status": answer.status_code, "body": answer.text[:500]}
+        except requests.RequestException as error:
+            delivered = {"status": None, "body": str(error)}
+        return self._json({"invoice": invoice["id"], "number": number, "delivery": delivered})
 
     def _page(self, items: list[dict], request: Request, url: str) -> Response:
         limit = min(int(request.args.get("limit", 10)), 100)

@@ -89,6 +89,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(settings_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(history_bp)
+    if app.config["DEMO_STRIPE_CONTROL_URL"]:
+        from .demo import bp as demo_bp
+
+        app.register_blueprint(demo_bp)
     app.cli.add_command(merchant_cli)
     app.cli.add_command(user_cli)
     app.cli.add_command(secrets_cli)

@@ -76,6 +76,8 @@ def load_config(instance_path: str) -> dict:
         # Where merchants open documents in e-conomic's own web app (links on the invoice timeline).
         "ECONOMIC_APP_URL": os.environ.get("ECONOMIC_APP_URL", "https://secure.e-conomic.com").rstrip("/"),
         "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/"),
+        # Set by `make demo`: where the demo's fake Stripe takes "send a test invoice" orders.
+        "DEMO_STRIPE_CONTROL_URL": os.environ.get("DEMO_STRIPE_CONTROL_URL", "").rstrip("/"),
         "HTTP_TIMEOUT_SECONDS": float(os.environ.get("HTTP_TIMEOUT_SECONDS", "20")),
         # Cookies: HttpOnly and SameSite=Lax always; Secure unless running locally over plain HTTP.
         "SESSION_COOKIE_SECURE": env_bool("SESSION_COOKIE_SECURE", True),

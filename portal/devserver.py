@@ -34,7 +34,8 @@ def start_child(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(args, start_new_session=True, preexec_fn=_die_with_parent)
 
 
-def prepare_database(app) -> None:
+def prepare_database(app, after=None) -> None:
+    """Migrate, create the first login if there is none, then run `after(app)` (the demo's setup)."""
     from flask_migrate import upgrade
 
     from .auth.services import bootstrap_first_admin
@@ -53,6 +54,8 @@ def prepare_database(app) -> None:
                 print(f"    password: {first.password}   (shown this once; change it with `flask --app wsgi user reset-password`)")
             else:
                 print("    password: the one in PORTAL_ADMIN_PASSWORD")
+        if after is not None:
+            after(app)
 
 
 def _stop(process: subprocess.Popen, name: str, timeout: float = 10.0) -> None:
@@ -67,7 +70,7 @@ def _stop(process: subprocess.Popen, name: str, timeout: float = 10.0) -> None:
         process.wait()
 
 
-def main() -> int:
+def main(after_prepare=None) -> int:
     os.chdir(PROJECT_ROOT)
     # Local development runs over plain HTTP, so the session cookie cannot be Secure here.
     os.environ.setdefault("SESSION_COOKIE_SECURE", "0")
@@ -101,7 +104,7 @@ def main() -> int:
 
         from . import create_app
 
-        prepare_database(create_app())
+        prepare_database(create_app(), after_prepare)
 
         children.append(("worker", start_child([sys.executable, str(PROJECT_ROOT / "worker.py")])))
         children.append(("web", start_child(

@@ -61,7 +61,8 @@ class RunningPortal:
 
 
 @contextlib.contextmanager
-def running_portal(tmp_path: Path, extra_env: dict[str, str] | None = None, timeout: float = 60.0):
+def running_portal(tmp_path: Path, extra_env: dict[str, str] | None = None, timeout: float = 60.0,
+                   module: str = "portal.devserver"):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
     env.update({"INSTANCE_PATH": str(tmp_path / "instance"), "PORT": str(port), "PYTHONUNBUFFERED": "1"})
@@ -69,7 +70,7 @@ def running_portal(tmp_path: Path, extra_env: dict[str, str] | None = None, time
     log_path = tmp_path / "portal.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "portal.devserver"], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", module], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
     portal = RunningPortal(process, f"http://127.0.0.1:{port}", log_path)
     try:

@@ -48,6 +48,7 @@ def index():
         "history/index.html", f=f, page=page, statuses=STATUSES, overview=overview(current_user.merchant_id),
         in_flight=any(getattr(row, "status", None) in IN_FLIGHT for row in page.rows),
         document_types=SyncRule.DOCUMENT_TYPES, triggers=SyncRule.TRIGGERS,
+        demo_enabled="demo.send_invoice" in current_app.view_functions,
     )
 
 

@@ -1,0 +1,32 @@
+"""`make demo`: a newcomer signs in, presses "Send a test invoice" and sees it synced, with no accounts."""
+
+import re
+
+import requests
+
+from portal.demo import DEMO_EMAIL, DEMO_PASSWORD
+
+from .helpers import csrf_token_from
+from .live import running_portal, wait_for
+
+
+def test_send_a_test_invoice_and_see_it_synced(tmp_path):
+    with running_portal(tmp_path, module="portal.demo") as portal:
+        assert "Demo doubles: Stripe on http://127.0.0.1:" in portal.log()
+        session = requests.Session()
+        token = csrf_token_from(session.get(portal.base_url + "/login").text)
+        session.post(portal.base_url + "/login", data={"email": DEMO_EMAIL, "password": DEMO_PASSWORD, "csrf_token": token})
+        history = session.get(portal.base_url + "/history").text
+        assert "Send a test invoice (invoice.paid)" in history
+        answer = session.post(portal.base_url + "/demo/send-invoice",
+                              data={"csrf_token": csrf_token_from(history), "event": "invoice.paid"})
+        assert "Stripe sent invoice.paid for invoice DEMO-0001" in answer.text
+
+        def synced():
+            page = session.get(portal.base_url + "/history").text
+            return "status-succeeded\">succeeded" in page and page
+
+        page = wait_for(synced, timeout=60, what="the demo invoice to sync")
+        detail_url = re.search(r'href="(/history/invoices/in_[^"]+)"', page).group(1)
+        detail = session.get(portal.base_url + detail_url).text
+        assert "Booked Invoice" in detail and "document-number" in detail
