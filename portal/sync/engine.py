@@ -558,7 +558,10 @@ class SyncEngine:
             tolerance = allowance if name == "net" else allowance * 2 + Decimal("0.01")
             if difference > tolerance:
                 problems.append(f"{name}: Stripe {to_cents(stripe_value)}, e-conomic {to_cents(Decimal(str(economic_value)))}")
-        text = "; ".join(f"{name} Stripe {to_cents(s_val)} / e-conomic {e_val}" for name, (s_val, e_val) in figures.items())
+        text = "; ".join(
+            f"{name} Stripe {to_cents(s_val)} / e-conomic {to_cents(Decimal(str(e_val))) if e_val is not None else '—'}"
+            for name, (s_val, e_val) in figures.items()
+        )
         reconciliation = ("Totals do not reconcile: " + "; ".join(problems)) if problems else f"Totals reconcile ({text})"
         return Outcome(kind, int(number), not problems, reconciliation, calls, plan.notes)
 
