@@ -72,6 +72,7 @@ class FakeEconomic:
         self.random = random.Random(seed)
         self.requests: list[dict] = []
         self.latency = 0.0
+        self.wait_and_drop = False  # drop the connection after the next document is created, once
         self.delay_after_create = 0.0  # seconds between making a document (invoice, order) and answering
         self.fail_ratio = 0.0
         self._faults: list[tuple[str, dict]] = []
@@ -181,6 +182,10 @@ class FakeEconomic:
             self.requests.append({"method": request.method, "path": request.path, "query": dict(request.args),
                                   "headers": dict(request.headers), "json": body})
             fault = self._faults.pop(0) if self._faults else None
+            path = request.path.strip("/")
+            if fault is None and self.wait_and_drop and request.method == "POST" and path in ("invoices/drafts", "invoices/booked", "orders/drafts"):
+                self.wait_and_drop = False
+                fault = ("drop_after", {})
             if fault is None and self.fail_ratio and self.random.random() < self.fail_ratio:
                 fault = self.random.choice([("status", {"status": 500, "retry_after": None}),
                                             ("status", {"status": 429, "retry_after": 1}), ("drop_after", {})])

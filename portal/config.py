@@ -71,6 +71,10 @@ def load_config(instance_path: str) -> dict:
         # requeue pass; longer than the job timeout (10 minutes), so a live run is never taken.
         "RUN_LEASE_SECONDS": env_int("RUN_LEASE_SECONDS", 900),
         "REQUEUE_EVERY_SECONDS": env_int("REQUEUE_EVERY_SECONDS", 60),
+        # Transient failures retry after 30 s, 60 s, 2 min … up to 6 h apart, 10 attempts in all (about a day).
+        "RETRY_BASE_SECONDS": float(os.environ.get("RETRY_BASE_SECONDS", "30")),
+        "RETRY_MAX_SECONDS": float(os.environ.get("RETRY_MAX_SECONDS", str(6 * 3600))),
+        "RETRY_MAX_ATTEMPTS": env_int("RETRY_MAX_ATTEMPTS", 10),
         "ECONOMIC_CHOICES_CACHE_SECONDS": env_int("ECONOMIC_CHOICES_CACHE_SECONDS", 300),
         "ECONOMIC_API_URL": os.environ.get("ECONOMIC_API_URL", "https://restapi.e-conomic.com").rstrip("/"),
         # Where merchants open documents in e-conomic's own web app (links on the invoice timeline).

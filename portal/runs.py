@@ -29,9 +29,6 @@ from .sync.stripe_source import stripe_client
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 8
-BASE_DELAY_SECONDS = 30
-MAX_DELAY_SECONDS = 6 * 3600
 JOB_TIMEOUT_SECONDS = 600
 
 
@@ -114,8 +111,9 @@ def sync_run_requeue_pending() -> int:
 
 
 def retry_delay(attempt: int, retry_after: float | None) -> float:
-    """Exponential backoff with full jitter, never sooner than e-conomic's Retry-After."""
-    ceiling = min(MAX_DELAY_SECONDS, BASE_DELAY_SECONDS * 2 ** (attempt - 1))
+    """Exponential backoff with jitter (between half and all of the step), never sooner than Retry-After."""
+    config = current_app.config
+    ceiling = min(config["RETRY_MAX_SECONDS"], config["RETRY_BASE_SECONDS"] * 2 ** (attempt - 1))
     delay = random.uniform(ceiling / 2, ceiling)
     return max(delay, retry_after or 0)
 
@@ -248,7 +246,7 @@ def _failed(run: SyncRun, failure: SyncFailure) -> str:
     if isinstance(failure, SettingMissing):
         run.last_error = f"{failure.message} [setting:{failure.anchor}]"
     run.finished_at = utcnow()
-    if failure.transient and run.attempts < MAX_ATTEMPTS:
+    if failure.transient and run.attempts < current_app.config["RETRY_MAX_ATTEMPTS"]:
         delay = retry_delay(run.attempts, failure.retry_after)
         run.status = "retrying"
         run.will_retry = True

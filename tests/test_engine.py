@@ -317,11 +317,12 @@ def test_every_create_failing_once_still_ends_with_exactly_one_document(invoice,
 @responses.activate
 def test_a_booked_invoice_whose_draft_exists_resumes_at_booking(invoice):
     mock_stripe(invoice)
+    responses.get(f"{ECONOMIC}/invoices/booked", json={"collection": []})  # not booked yet
     responses.get(f"{ECONOMIC}/invoices/drafts/202", json=draft_answer({}, number=202))
     responses.post(f"{ECONOMIC}/invoices/booked", json={"bookedInvoiceNumber": 9002, "netAmount": 8620.0, "vatAmount": 2155.0, "grossAmount": 10775.0})
     engine, recorder = make_engine(settings(document_type="booked_invoice"), links=known_links())
     outcome = engine.run(state(attempt=2, economic_draft_number=202, document_create_started=True))
-    assert economic_calls() == [("GET", "/invoices/drafts/202"), ("POST", "/invoices/booked")]
+    assert economic_calls() == [("GET", "/invoices/booked"), ("GET", "/invoices/drafts/202"), ("POST", "/invoices/booked")]
     assert outcome.document_number == 9002
 
 
@@ -371,3 +372,13 @@ def test_a_reverse_charge_eu_business_gets_the_eu_zone_and_its_vat_number(invoic
     assert customer["country"] == "Germany"
     assert sent_json("POST", "/invoices/drafts")[0]["recipient"]["vatZone"] == {"vatZoneNumber": 2}
     assert outcome.reconciled
+
+
+@responses.activate
+def test_a_booking_whose_answer_was_lost_is_found_booked_not_booked_twice(invoice):
+    mock_stripe(invoice)
+    responses.get(f"{ECONOMIC}/invoices/booked", json={"collection": [{"bookedInvoiceNumber": 9004, "netAmount": 8620.0, "vatAmount": 2155.0, "grossAmount": 10775.0}]})
+    engine, recorder = make_engine(settings(document_type="booked_invoice"), links=known_links())
+    outcome = engine.run(state(attempt=2, economic_draft_number=202, document_create_started=True))
+    assert outcome.document_number == 9004
+    assert economic_calls() == [("GET", "/invoices/booked")]  # the draft is gone: it was booked

@@ -124,8 +124,9 @@ def filter_value(value: str) -> str:
     return value
 
 
-def idempotency_key(run_id: int, step: str, *parts: Any) -> str:
-    raw = ":".join(str(p) for p in (run_id, step, *parts))
+def idempotency_key(*parts: Any) -> str:
+    """A stable `Idempotency-Key` from what makes a create unique (a run and step, or a Stripe object)."""
+    raw = ":".join(str(p) for p in parts)
     return "invoice-sync-" + hashlib.sha256(raw.encode()).hexdigest()[:40]
 
 
@@ -328,8 +329,10 @@ class SyncEngine:
             "vatZone": {"vatZoneNumber": vat_zone_for(invoice, s)},
             "layout": {"layoutNumber": s.layout_number} if s.layout_number else None,
         })
+        # Keyed on the Stripe customer, not the run: two runs for one new customer get one e-conomic customer.
+        stripe_customer = invoice["customer"]["id"] if isinstance(invoice.get("customer"), dict) else invoice.get("customer")
         created = self.economic.request("POST", "/customers", json=body,
-                                        idempotency_key=idempotency_key(state.run_id, "customer", invoice.get("customer")))
+                                        idempotency_key=idempotency_key("customer", stripe_customer, number))
         return int(created["customerNumber"])
 
     def _currency(self, invoice: dict) -> str:
@@ -417,7 +420,7 @@ class SyncEngine:
             "productGroup": {"productGroupNumber": group},
         })
         created = self.economic.request("POST", "/products", json=body,
-                                        idempotency_key=idempotency_key(state.run_id, "product", number))
+                                        idempotency_key=idempotency_key("product", number))
         return str(created["productNumber"])
 
     # -- step 3: the document ---------------------------------------------------------------------------
@@ -477,21 +480,40 @@ class SyncEngine:
         number_field = "orderNumber" if kind == "draft_order" else "draftInvoiceNumber"
         state_field = "economic_order_number" if kind == "draft_order" else "economic_draft_number"
 
-        if kind == "booked_invoice" and state.economic_booked_number:
-            booked = self.economic.request("GET", f"/invoices/booked/{state.economic_booked_number}")
-            self.recorder.step("document", "found", numbers=f"booked invoice {state.economic_booked_number}", summary=summary)
+        retrying = state.document_create_started or state.attempt > 1
+        label = "draft order" if kind == "draft_order" else "draft invoice"
+
+        def found_booked(booked: dict) -> dict:
+            number = booked["bookedInvoiceNumber"]
+            state.economic_booked_number = number
+            self.recorder.progress(economic_booked_number=number)
+            self.recorder.step("document", "found", numbers=f"booked invoice {number}", summary=summary,
+                               duration_ms=int((time.monotonic() - started) * 1000))
             return booked
+
+        if kind == "booked_invoice" and state.economic_booked_number:
+            return found_booked(self.economic.request("GET", f"/invoices/booked/{state.economic_booked_number}"))
+        if kind == "booked_invoice" and retrying:
+            # An earlier attempt may have booked it and lost the answer: the draft is gone by then.
+            booked = self._lookup("/invoices/booked", reference)
+            if booked:
+                return found_booked(booked)
 
         draft_number = getattr(state, state_field)
         draft = None
-        if draft_number is None and (state.document_create_started or state.attempt > 1):
-            draft, draft_number = self._find_existing(kind, path, number_field, reference)
-            if kind == "booked_invoice" and draft is not None and draft.get("bookedInvoiceNumber"):
-                number = draft["bookedInvoiceNumber"]
-                state.economic_booked_number = number
-                self.recorder.progress(economic_booked_number=number)
-                self.recorder.step("document", "found", numbers=f"booked invoice {number}", summary=summary)
-                return draft
+        if draft_number is not None:
+            try:
+                draft = self.economic.request("GET", f"{path}/{draft_number}")
+            except EconomicError as error:
+                if error.status != 404:
+                    raise
+                draft_number = None  # deleted in e-conomic since: look again, else make it anew
+        if draft_number is None and retrying:
+            found = self._lookup(path, reference)
+            if found:
+                draft_number = found[number_field]
+                draft = self.economic.request("GET", f"{path}/{draft_number}")
+        outcome = "found"
         if draft_number is None:
             state.document_create_started = True
             self.recorder.progress(document_create_started=True)
@@ -499,30 +521,19 @@ class SyncEngine:
                                           idempotency_key=idempotency_key(state.run_id, "document", kind))
             draft_number = draft[number_field]
             outcome = "created"
-        else:
-            outcome = "found"
-            if draft is None:
-                draft = self.economic.request("GET", f"{path}/{draft_number}")
         setattr(state, state_field, draft_number)
         self.recorder.progress(**{state_field: draft_number})
-        label = "draft order" if kind == "draft_order" else "draft invoice"
         self.recorder.step("document", outcome, numbers=f"{label} {draft_number}", summary=summary,
                            duration_ms=int((time.monotonic() - started) * 1000))
         if kind != "booked_invoice":
             return draft
         return self._book(state, draft_number, draft)
 
-    def _find_existing(self, kind: str, path: str, number_field: str, reference: str) -> tuple[dict | None, int | None]:
+    def _lookup(self, path: str, reference: str) -> dict | None:
         """What an earlier attempt created for this invoice, found by `references.other`."""
         query = {"filter": f"references.other$eq:{filter_value(reference)}", "pagesize": 1}
-        if kind == "booked_invoice":
-            booked = (self.economic.request("GET", "/invoices/booked", params=query) or {}).get("collection") or []
-            if booked:
-                return booked[0], None
         found = (self.economic.request("GET", path, params=query) or {}).get("collection") or []
-        if found:
-            return None, found[0][number_field]
-        return None, None
+        return found[0] if found else None
 
     def _book(self, state: RunState, draft_number: int, draft: dict) -> dict:
         started = time.monotonic()
