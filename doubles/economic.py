@@ -74,6 +74,7 @@ class FakeEconomic:
         self.latency = 0.0
         self.wait_and_drop = False  # drop the connection after the next document is created, once
         self.delay_after_create = 0.0  # seconds between making a document (invoice, order) and answering
+        self.pause_after: dict[str, float] = {}  # path ("customers", "invoices/booked", …) → seconds to sit on the answer
         self.fail_ratio = 0.0
         self._faults: list[tuple[str, dict]] = []
         self._idempotent: dict[tuple[str, str], tuple[int, str]] = {}
@@ -200,9 +201,11 @@ class FakeEconomic:
         if fault and fault[0] == "sleep":
             time.sleep(fault[1]["seconds"])
         response = self.route(request, body)
-        is_document = request.path.strip("/") in ("invoices/drafts", "invoices/booked", "orders/drafts")
-        if request.method == "POST" and is_document and self.delay_after_create and response.status_code == 201:
+        created_path = request.path.strip("/") if request.method == "POST" and response.status_code == 201 else None
+        if created_path in ("invoices/drafts", "invoices/booked", "orders/drafts") and self.delay_after_create:
             time.sleep(self.delay_after_create)
+        if created_path in self.pause_after:
+            time.sleep(self.pause_after[created_path])
         if fault and fault[0] == "drop_after" and request.method == "POST":
             sock = environ.get("werkzeug.socket")
             if sock is not None:

@@ -136,3 +136,33 @@ def test_fuzzing_the_webhook_never_500s_and_stores_only_real_events(app, account
         stored = list(db.session.scalars(db.select(WebhookEvent)))
     assert [e.stripe_event_id for e in stored] == ["evt_fuzz_real"]  # the replays stored it once
     assert set(statuses) <= {200, 400, 404, 413}
+
+
+@pytest.mark.parametrize("boundary", ["customers", "products", "invoices/drafts", "invoices/booked"])
+def test_a_worker_sigkilled_at_each_step_boundary_leaves_one_of_everything(app, base_config, account, tmp_path, boundary):
+    """The worker dies right after e-conomic made the customer, a product, the draft, or the booking."""
+    import signal
+
+    with FakeStripe() as stripe_fake, FakeEconomic() as economic_fake:
+        configure(app, account.merchant_id, stripe_fake, "booked_invoice")
+        invoice, customer, products = make_invoice(number="K-0001")
+        stripe_fake.add_invoice(invoice, customer, products)
+        economic_fake.pause_after = {boundary: 30}
+        env = fast_retries(worker_env(base_config, stripe_fake, economic_fake, tmp_path))
+        first = start_worker(env, tmp_path / "worker1.log")
+        try:
+            deliver(app.test_client(), account, invoice)
+            wait_for(lambda: economic_fake.documents(boundary), what=f"e-conomic to create {boundary}")
+        finally:
+            stop_process(first, signal.SIGKILL)
+        economic_fake.pause_after = {}
+        second = start_worker(env, tmp_path / "worker2.log")
+        try:
+            run = wait_for(lambda: (r := all_runs(app)) and r[0].status == "succeeded" and r[0], timeout=60, what="recovery")
+        finally:
+            stop_process(second)
+        assert len(economic_fake.documents("customers")) == 1
+        assert len(economic_fake.documents("products")) == 2
+        assert economic_fake.documents("invoices/drafts") == []
+        [booked] = economic_fake.documents("invoices/booked")
+        assert run.economic_booked_number == booked["bookedInvoiceNumber"] and run.attempts == 2
