@@ -26,6 +26,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/history_bench.py
+	$(PY) bench/intake_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

@@ -305,3 +305,27 @@ class Backfill(db.Model):
     error: Mapped[str | None] = mapped_column(db.Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+def insert_if_absent(model, values: dict, unique: list[str]) -> int | None:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id: the new row's id, or None when the unique key exists.
+
+    One statement, no savepoint: the database's unique constraint decides between concurrent requests.
+    """
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - other databases: the portable (slower) savepoint
+        from sqlalchemy.exc import IntegrityError
+
+        row = model(**values)
+        try:
+            with db.session.begin_nested():
+                db.session.add(row)
+        except IntegrityError:
+            return None
+        return row.id
+    statement = insert(model).values(**values).on_conflict_do_nothing(index_elements=unique).returning(model.id)
+    return db.session.execute(statement).scalar()

@@ -15,6 +15,7 @@ from typing import Any
 from flask import current_app
 from redis.exceptions import RedisError
 from rq import Retry
+from rq.job import Job
 from rq.exceptions import DuplicateJobError
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -73,38 +74,53 @@ def job_id_for(run_id: int, attempt: int) -> str:
 def sync_run_enqueue(run: SyncRun, delay_seconds: float = 0) -> bool:
     """Queue the run's next attempt (call only after the run is committed). False when Redis is down:
     the run stays pending without a job, and the requeue pass picks it up later."""
-    job_id = job_id_for(run.id, run.attempts + 1)
+    return sync_run_enqueue_id(run.id, run.attempts + 1, delay_seconds)
+
+
+def sync_run_enqueue_id(run_id: int, attempt: int, delay_seconds: float = 0, job_id_committed: bool = False) -> bool:
+    """`sync_run_enqueue` by id. `job_id_committed`: the caller stored the job id with the run already."""
+    job_id = job_id_for(run_id, attempt)
     try:
         queue = sync_queue()
         kwargs: dict[str, Any] = dict(job_id=job_id, retry=Retry(max=3), job_timeout=JOB_TIMEOUT_SECONDS, failure_ttl=7 * 86400)
         if delay_seconds > 0:
-            queue.enqueue_in(timedelta(seconds=delay_seconds), "portal.runs.sync_run_job", run.id, **kwargs)
+            queue.enqueue_in(timedelta(seconds=delay_seconds), "portal.runs.sync_run_job", run_id, **kwargs)
         else:
-            queue.enqueue("portal.runs.sync_run_job", run.id, unique=True, **kwargs)
+            queue.enqueue("portal.runs.sync_run_job", run_id, unique=True, **kwargs)
     except DuplicateJobError:
         pass  # that attempt is queued already
     except (RedisError, OSError) as error:
-        log.warning("could not queue sync run %s (it stays pending): %s", run.id, error)
+        log.warning("could not queue sync run %s (it stays pending): %s", run_id, error)
+        if job_id_committed:
+            db.session.execute(update(SyncRun).where(SyncRun.id == run_id, SyncRun.job_id == job_id).values(job_id=None))
+            db.session.commit()
         return False
-    db.session.execute(update(SyncRun).where(SyncRun.id == run.id).values(job_id=job_id))
-    db.session.commit()
+    if not job_id_committed:
+        db.session.execute(update(SyncRun).where(SyncRun.id == run_id).values(job_id=job_id))
+        db.session.commit()
     return True
 
 
 def sync_run_requeue_pending() -> int:
     """Queue every run that should have a job and has none (Redis was down), or whose worker died."""
     stale = _lease_expired_before()
+    a_while_ago = utcnow() - timedelta(minutes=2)
     runs = db.session.scalars(
         select(SyncRun).where(
             or_(
                 (SyncRun.status.in_(("queued", "retrying"))) & SyncRun.job_id.is_(None),
+                (SyncRun.status == "queued") & (SyncRun.updated_at < a_while_ago),
                 (SyncRun.status == "running") & (SyncRun.updated_at < stale),
                 (SyncRun.status == "retrying") & (SyncRun.next_retry_at < utcnow() - timedelta(minutes=10)),
             )
         )
     ).all()
     queued = 0
+    redis = redis_connection()
     for run in runs:
+        # A queued run whose job Redis still holds is just waiting its turn.
+        if run.status == "queued" and run.job_id and Job.exists(run.job_id, connection=redis):
+            continue
         if sync_run_enqueue(run):
             queued += 1
     return queued

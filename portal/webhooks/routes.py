@@ -7,7 +7,10 @@ from flask import jsonify, request
 from ..extensions import csrf, db, limiter
 from .. import runs  # a module reference: portal.runs imports settings, which import this package
 from . import bp
-from .services import WebhookRejected, event_route, event_store, event_verify, merchant_by_webhook_key
+from sqlalchemy import update
+
+from ..models import SyncRun
+from .services import WebhookRejected, event_intake, event_verify, merchant_by_webhook_key
 
 
 @bp.route("/webhooks/stripe/<webhook_key>", methods=["POST"])
@@ -23,13 +26,15 @@ def stripe_event(webhook_key: str):
         event = event_verify(payload, request.headers.get("Stripe-Signature"), secret)
     except WebhookRejected as rejected:
         return jsonify(error=rejected.reason), rejected.status
-    stored = event_store(merchant, event, payload)
-    if stored is None:
-        db.session.rollback()
+    intake = event_intake(merchant, event, payload)
+    if intake.duplicate:
+        db.session.rollback()  # nothing of this delivery is kept: the first one was
         return jsonify(received=True, duplicate=True), 200
-    run, created = event_route(merchant, stored, event)
+    if intake.new_run_id is not None:  # the job id goes in with the run: one commit, not two
+        job_id = runs.job_id_for(intake.new_run_id, 1)
+        db.session.execute(update(SyncRun).where(SyncRun.id == intake.new_run_id).values(job_id=job_id))
     db.session.commit()
     # Only now that the run is committed may a worker see its job.
-    if run is not None and created:
-        runs.sync_run_enqueue(run)
+    if intake.new_run_id is not None:
+        runs.sync_run_enqueue_id(intake.new_run_id, attempt=1, job_id_committed=True)
     return jsonify(received=True), 200

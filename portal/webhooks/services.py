@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import stripe
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..models import Merchant, SyncRun, WebhookEvent
-from .. import runs
+from ..models import Merchant, SyncRun, WebhookEvent, insert_if_absent, utcnow
 from ..settings.sync_config import rule_for
 from .rules import decide
 
@@ -62,38 +61,51 @@ def _invoice_id(event: dict) -> str | None:
     return None
 
 
-def event_store(merchant: Merchant, event: dict, payload: bytes) -> WebhookEvent | None:
-    """Store the event; None when this merchant has it already (Stripe delivers at least once)."""
-    created = event.get("created")
-    stored = WebhookEvent(
-        merchant_id=merchant.id,
-        stripe_event_id=event["id"][:255],
-        type=event["type"][:100],
-        livemode=bool(event.get("livemode")),
-        api_version=(event.get("api_version") or None) if isinstance(event.get("api_version"), str) else None,
-        stripe_created_at=datetime.fromtimestamp(created, timezone.utc) if isinstance(created, int) else None,
-        stripe_invoice_id=_invoice_id(event),
-        payload=payload.decode("utf-8"),
-    )
-    try:
-        with db.session.begin_nested():
-            db.session.add(stored)
-    except IntegrityError:
-        return None
-    return stored
+@dataclass
+class Intake:
+    """What became of a verified event: stored or a duplicate, and the run it queued (if new)."""
+
+    duplicate: bool
+    new_run_id: int | None = None
 
 
-def event_route(merchant: Merchant, stored: WebhookEvent, event: dict) -> tuple[SyncRun | None, bool]:
-    """Apply the merchant's rule: a run for the invoice (new or existing), or the event marked ignored."""
+def event_intake(merchant: Merchant, event: dict, payload: bytes) -> Intake:
+    """Store the event with what the merchant's rule made of it, creating the run it calls for.
+
+    Both inserts are INSERT … ON CONFLICT DO NOTHING on unique keys, so repeated and concurrent
+    deliveries agree without locks: one event row per Stripe event, one run per invoice and document.
+    """
+    invoice_id = _invoice_id(event)
     rule = rule_for(merchant.id)
-    decision = decide(stored.type, event["data"]["object"], rule)
-    if not decision.sync or not stored.stripe_invoice_id:
-        stored.outcome = "ignored"
-        stored.ignored_reason = decision.reason or "The event names no invoice."
-        return None, False
-    run, created = runs.sync_run_create(merchant.id, stored.stripe_invoice_id, rule)
-    stored.outcome = "queued" if created else "duplicate"
-    if not created:
-        stored.ignored_reason = f"A sync of this invoice into a {rule.DOCUMENT_TYPES[run.document_type]} exists already (run {run.id})."
-    stored.sync_run_id = run.id
-    return run, created
+    decision = decide(event["type"], event["data"]["object"], rule)
+    outcome, reason, run_id, new_run_id = "ignored", decision.reason or "The event names no invoice.", None, None
+    if decision.sync and invoice_id:
+        new_run_id = insert_if_absent(SyncRun, {
+            "merchant_id": merchant.id, "stripe_invoice_id": invoice_id, "document_type": rule.document_type,
+            "trigger": rule.trigger, "write_back_to_stripe": rule.write_back_to_stripe, "status": "queued",
+            "attempts": 0, "job_id": None, "created_at": utcnow(), "updated_at": utcnow(),
+        }, ["merchant_id", "stripe_invoice_id", "document_type"])
+        run_id = new_run_id or db.session.scalar(select(SyncRun.id).where(
+            SyncRun.merchant_id == merchant.id, SyncRun.stripe_invoice_id == invoice_id,
+            SyncRun.document_type == rule.document_type))
+        outcome = "queued" if new_run_id else "duplicate"
+        reason = None if new_run_id else (
+            f"A sync of this invoice into a {rule.DOCUMENT_TYPES[rule.document_type]} exists already (run {run_id}).")
+    created = event.get("created")
+    event_id = insert_if_absent(WebhookEvent, {
+        "merchant_id": merchant.id,
+        "stripe_event_id": event["id"][:255],
+        "type": event["type"][:100],
+        "livemode": bool(event.get("livemode")),
+        "api_version": event["api_version"][:40] if isinstance(event.get("api_version"), str) else None,
+        "stripe_created_at": datetime.fromtimestamp(created, timezone.utc) if isinstance(created, int) else None,
+        "stripe_invoice_id": invoice_id,
+        "received_at": utcnow(),
+        "payload": payload.decode("utf-8"),
+        "outcome": outcome,
+        "ignored_reason": reason[:500] if reason else None,
+        "sync_run_id": run_id,
+    }, ["merchant_id", "stripe_event_id"])
+    if event_id is None:
+        return Intake(duplicate=True)
+    return Intake(duplicate=False, new_run_id=new_run_id)
