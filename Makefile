@@ -27,6 +27,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/history_bench.py
 	$(PY) bench/intake_bench.py
+	$(PY) bench/worker_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts
