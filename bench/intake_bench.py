@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import ROOT, SECRET, environment, median, peak_rss_mib, percentile, prepare_merchant  # noqa: E402
 from doubles.stripe import make_invoice, signed_event  # noqa: E402
-from portal.embedded_redis import free_port, wait_for_port  # noqa: E402
+from portal.embedded_redis import free_port  # noqa: E402
 
 REQUESTS = int(os.environ.get("REQUESTS", 2000))
 CLIENTS = int(os.environ.get("CLIENTS", 16))

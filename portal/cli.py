@@ -28,7 +28,7 @@ def secrets_rotate_command() -> None:
     for row in rows:
         values = {
             name: literal(box.rotate(token), String)
-            for name, token in zip(Connection.SECRET_FIELDS, row[1:])
+            for name, token in zip(Connection.SECRET_FIELDS, row[1:], strict=True)
             if token
         }
         if values:

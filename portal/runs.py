@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app

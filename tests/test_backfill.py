@@ -1,7 +1,7 @@
 """Backfill: past invoices listed through the Stripe SDK page by page, synced once, with progress."""
 
 import json
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -10,7 +10,7 @@ from responses import matchers
 
 from portal.backfill import backfill_job, backfill_progress
 from portal.extensions import db
-from portal.models import Backfill, Connection, SyncRule, SyncRun
+from portal.models import Backfill, Connection, SyncRun
 
 from .helpers import csrf_token, login
 

@@ -87,7 +87,7 @@ def test_the_connection_dropped_after_each_document_was_created(app, base_config
             for invoice in invoices:
                 economic_fake.wait_and_drop = True
                 deliver(client, account, invoice)
-                wait_for(lambda: (r := [x for x in all_runs(app) if x.stripe_invoice_id == invoice["id"]]) and r[0].status in ("succeeded", "failed"),
+                wait_for(lambda invoice=invoice: (r := [x for x in all_runs(app) if x.stripe_invoice_id == invoice["id"]]) and r[0].status in ("succeeded", "failed"),
                          timeout=60, what=f"{invoice['number']} to finish")
         finally:
             stop_process(worker)

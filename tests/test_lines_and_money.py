@@ -1,6 +1,5 @@
 """Money and VAT: Stripe's minor units and line shapes → e-conomic lines whose totals reconcile."""
 
-import copy
 import json
 from decimal import Decimal
 from pathlib import Path

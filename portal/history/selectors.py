@@ -88,17 +88,24 @@ class Page:
     next_cursor: str | None
 
 
-def runs_page(merchant_id: int, f: HistoryFilter, cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
-    """Newest first (by last update, then id); `cursor` is where the previous page ended."""
-    query = select(SyncRun).where(*_run_conditions(merchant_id, f))
+def _keyset_page(query, moment_column, id_column, cursor: str | None, size: int) -> Page:
+    """Newest first by (moment, id); `cursor` is where the previous page ended."""
     position = decode_cursor(cursor)
     if position:
         moment, row_id = position
         # The first condition lets the database seek the index; the second breaks ties by id.
-        query = query.where(SyncRun.updated_at <= moment, or_(SyncRun.updated_at < moment, SyncRun.id < row_id))
-    rows = list(db.session.scalars(query.order_by(SyncRun.updated_at.desc(), SyncRun.id.desc()).limit(size + 1)))
-    next_cursor = encode_cursor(rows[size - 1].updated_at, rows[size - 1].id) if len(rows) > size else None
-    return Page(rows[:size], next_cursor)
+        query = query.where(moment_column <= moment, or_(moment_column < moment, id_column < row_id))
+    rows = list(db.session.scalars(query.order_by(moment_column.desc(), id_column.desc()).limit(size + 1)))
+    if len(rows) <= size:
+        return Page(rows, None)
+    last = rows[size - 1]
+    return Page(rows[:size], encode_cursor(getattr(last, moment_column.key), last.id))
+
+
+def runs_page(merchant_id: int, f: HistoryFilter, cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
+    """The merchant's runs the filter selects, newest first (by last update, then id)."""
+    query = select(SyncRun).where(*_run_conditions(merchant_id, f))
+    return _keyset_page(query, SyncRun.updated_at, SyncRun.id, cursor, size)
 
 
 def ignored_events_page(merchant_id: int, f: HistoryFilter, cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
@@ -109,14 +116,7 @@ def ignored_events_page(merchant_id: int, f: HistoryFilter, cursor: str | None =
         conditions.append(WebhookEvent.received_at < _start(f.date_to + timedelta(days=1)))
     if f.search:
         conditions.append(or_(WebhookEvent.stripe_invoice_id == f.search, WebhookEvent.stripe_event_id == f.search))
-    query = select(WebhookEvent).where(*conditions)
-    position = decode_cursor(cursor)
-    if position:
-        moment, row_id = position
-        query = query.where(WebhookEvent.received_at <= moment, or_(WebhookEvent.received_at < moment, WebhookEvent.id < row_id))
-    rows = list(db.session.scalars(query.order_by(WebhookEvent.received_at.desc(), WebhookEvent.id.desc()).limit(size + 1)))
-    next_cursor = encode_cursor(rows[size - 1].received_at, rows[size - 1].id) if len(rows) > size else None
-    return Page(rows[:size], next_cursor)
+    return _keyset_page(select(WebhookEvent).where(*conditions), WebhookEvent.received_at, WebhookEvent.id, cursor, size)
 
 
 def runs_for_export(merchant_id: int, f: HistoryFilter, batch: int = 1000):

@@ -1,14 +1,13 @@
 """End to end in a real browser: connections, settings, rule, mappings, a signed invoice.paid, and the
 booked invoice in the (fake) e-conomic, all against the product started the way `make run` starts it."""
 
-import re
 
 import pytest
 
 from doubles.economic import FakeEconomic
 from doubles.stripe import FakeStripe, deliver, make_invoice
 
-from ..live import running_portal, wait_for
+from ..live import running_portal
 
 pytestmark = pytest.mark.browser
 
