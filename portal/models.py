@@ -327,5 +327,8 @@ def insert_if_absent(model, values: dict, unique: list[str]) -> int | None:
         except IntegrityError:
             return None
         return row.id
-    statement = insert(model).values(**values).on_conflict_do_nothing(index_elements=unique).returning(model.id)
-    return db.session.execute(statement).scalar()
+    # Core insert on the table with the values as parameters: the compiled statement is cached,
+    # which matters on the webhook path where this runs twice per delivery.
+    table = model.__table__
+    statement = insert(table).on_conflict_do_nothing(index_elements=unique).returning(table.c.id)
+    return db.session.execute(statement, values).scalar()

@@ -10,7 +10,7 @@ import stripe
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Merchant, SyncRun, WebhookEvent, insert_if_absent, utcnow
+from ..models import Connection, Merchant, SyncRule, SyncRun, WebhookEvent, insert_if_absent, utcnow
 from ..settings.sync_config import rule_for
 from .rules import decide
 
@@ -24,8 +24,24 @@ class WebhookRejected(Exception):
         self.reason = reason
 
 
-def merchant_by_webhook_key(webhook_key: str) -> Merchant | None:
-    return db.session.scalar(select(Merchant).where(Merchant.webhook_key == webhook_key))
+@dataclass(frozen=True)
+class WebhookTarget:
+    """Whose endpoint a delivery reached: the merchant, its signing secret and its sync rule."""
+
+    merchant_id: int
+    signing_secret: str | None
+    rule: SyncRule | None  # None until the merchant's rule row exists (rule_for creates it)
+
+
+def webhook_target(webhook_key: str) -> WebhookTarget | None:
+    """The merchant behind a webhook URL, in one query (this runs on every delivery)."""
+    row = db.session.execute(
+        select(Merchant.id, Connection.stripe_webhook_secret, SyncRule)
+        .outerjoin(Connection, Connection.merchant_id == Merchant.id)
+        .outerjoin(SyncRule, SyncRule.merchant_id == Merchant.id)
+        .where(Merchant.webhook_key == webhook_key)
+    ).first()
+    return WebhookTarget(*row) if row else None
 
 
 def event_verify(payload: bytes, signature: str | None, secret: str | None) -> dict:
@@ -67,33 +83,35 @@ class Intake:
 
     duplicate: bool
     new_run_id: int | None = None
+    first_job_id: str | None = None  # the job id stored with the new run
 
 
-def event_intake(merchant: Merchant, event: dict, payload: bytes) -> Intake:
+def event_intake(target: WebhookTarget, event: dict, payload: bytes, first_job_id: str) -> Intake:
     """Store the event with what the merchant's rule made of it, creating the run it calls for.
 
     Both inserts are INSERT … ON CONFLICT DO NOTHING on unique keys, so repeated and concurrent
     deliveries agree without locks: one event row per Stripe event, one run per invoice and document.
     """
     invoice_id = _invoice_id(event)
-    rule = rule_for(merchant.id)
+    merchant_id = target.merchant_id
+    rule = target.rule or rule_for(merchant_id)
     decision = decide(event["type"], event["data"]["object"], rule)
     outcome, reason, run_id, new_run_id = "ignored", decision.reason or "The event names no invoice.", None, None
     if decision.sync and invoice_id:
         new_run_id = insert_if_absent(SyncRun, {
-            "merchant_id": merchant.id, "stripe_invoice_id": invoice_id, "document_type": rule.document_type,
+            "merchant_id": merchant_id, "stripe_invoice_id": invoice_id, "document_type": rule.document_type,
             "trigger": rule.trigger, "write_back_to_stripe": rule.write_back_to_stripe, "status": "queued",
-            "attempts": 0, "job_id": None, "created_at": utcnow(), "updated_at": utcnow(),
+            "attempts": 0, "job_id": first_job_id, "created_at": utcnow(), "updated_at": utcnow(),
         }, ["merchant_id", "stripe_invoice_id", "document_type"])
         run_id = new_run_id or db.session.scalar(select(SyncRun.id).where(
-            SyncRun.merchant_id == merchant.id, SyncRun.stripe_invoice_id == invoice_id,
+            SyncRun.merchant_id == merchant_id, SyncRun.stripe_invoice_id == invoice_id,
             SyncRun.document_type == rule.document_type))
         outcome = "queued" if new_run_id else "duplicate"
         reason = None if new_run_id else (
             f"A sync of this invoice into a {rule.DOCUMENT_TYPES[rule.document_type]} exists already (run {run_id}).")
     created = event.get("created")
     event_id = insert_if_absent(WebhookEvent, {
-        "merchant_id": merchant.id,
+        "merchant_id": merchant_id,
         "stripe_event_id": event["id"][:255],
         "type": event["type"][:100],
         "livemode": bool(event.get("livemode")),
@@ -108,4 +126,4 @@ def event_intake(merchant: Merchant, event: dict, payload: bytes) -> Intake:
     }, ["merchant_id", "stripe_event_id"])
     if event_id is None:
         return Intake(duplicate=True)
-    return Intake(duplicate=False, new_run_id=new_run_id)
+    return Intake(duplicate=False, new_run_id=new_run_id, first_job_id=first_job_id if new_run_id else None)
