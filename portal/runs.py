@@ -22,7 +22,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
-from .models import AuditRow, Connection, CustomerLink, ProductLink, SyncRule, SyncRun, utcnow
+from .models import AuditRow, Connection, CustomerLink, ProductLink, SyncRule, SyncRun, insert_if_absent, utcnow
 from .queue import redis_connection, sync_queue
 from .settings.sync_config import mappings_for, sync_settings_for
 from .sync.economic import EconomicClient
@@ -39,33 +39,30 @@ def _lease_expired_before() -> datetime:
     return utcnow() - timedelta(seconds=current_app.config["RUN_LEASE_SECONDS"])
 
 
-def sync_run_create(merchant_id: int, stripe_invoice_id: str, rule: SyncRule) -> tuple[SyncRun, bool]:
-    """The run for (merchant, invoice, the rule's document type): created, or the one that exists.
+def sync_run_key(merchant_id: int, stripe_invoice_id: str, document_type: str) -> tuple:
+    """The WHERE clause of a run's unique key: one run per merchant, Stripe invoice and document type."""
+    return (SyncRun.merchant_id == merchant_id, SyncRun.stripe_invoice_id == stripe_invoice_id,
+            SyncRun.document_type == document_type)
+
+
+def sync_run_insert(merchant_id: int, stripe_invoice_id: str, rule: SyncRule, job_id: str | None = None) -> int | None:
+    """Insert the run for (merchant, invoice, the rule's document type): its id, or None when it exists.
 
     The database's unique constraint decides, so concurrent deliveries of the same event agree.
     The rule's choices are copied in: saving new rules never changes a run already queued.
     """
-    run = SyncRun(
-        merchant_id=merchant_id,
-        stripe_invoice_id=stripe_invoice_id,
-        document_type=rule.document_type,
-        trigger=rule.trigger,
-        write_back_to_stripe=rule.write_back_to_stripe,
-        status="queued",
-    )
-    try:
-        with db.session.begin_nested():
-            db.session.add(run)
-        return run, True
-    except IntegrityError:
-        existing = db.session.scalar(
-            select(SyncRun).where(
-                SyncRun.merchant_id == merchant_id,
-                SyncRun.stripe_invoice_id == stripe_invoice_id,
-                SyncRun.document_type == rule.document_type,
-            )
-        )
-        return existing, False
+    return insert_if_absent(SyncRun, {
+        "merchant_id": merchant_id, "stripe_invoice_id": stripe_invoice_id, "document_type": rule.document_type,
+        "trigger": rule.trigger, "write_back_to_stripe": rule.write_back_to_stripe, "status": "queued",
+        "job_id": job_id,
+    }, ["merchant_id", "stripe_invoice_id", "document_type"])
+
+
+def sync_run_create(merchant_id: int, stripe_invoice_id: str, rule: SyncRule) -> tuple[SyncRun, bool]:
+    """The run for (merchant, invoice, the rule's document type), and whether this call created it."""
+    new_run_id = sync_run_insert(merchant_id, stripe_invoice_id, rule)
+    run = db.session.scalar(select(SyncRun).where(*sync_run_key(merchant_id, stripe_invoice_id, rule.document_type)))
+    return run, new_run_id is not None
 
 
 def job_id_for(run_id: int, attempt: int) -> str:

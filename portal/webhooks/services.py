@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import stripe
 from sqlalchemy import select
 
+from .. import runs  # a module reference: portal.runs imports settings, which import this package
 from ..extensions import db
 from ..models import Connection, Merchant, SyncRule, SyncRun, WebhookEvent, insert_if_absent, utcnow
 from ..settings.sync_config import rule_for
@@ -98,14 +99,9 @@ def event_intake(target: WebhookTarget, event: dict, payload: bytes, first_job_i
     decision = decide(event["type"], event["data"]["object"], rule)
     outcome, reason, run_id, new_run_id = "ignored", decision.reason or "The event names no invoice.", None, None
     if decision.sync and invoice_id:
-        new_run_id = insert_if_absent(SyncRun, {
-            "merchant_id": merchant_id, "stripe_invoice_id": invoice_id, "document_type": rule.document_type,
-            "trigger": rule.trigger, "write_back_to_stripe": rule.write_back_to_stripe, "status": "queued",
-            "attempts": 0, "job_id": first_job_id, "created_at": utcnow(), "updated_at": utcnow(),
-        }, ["merchant_id", "stripe_invoice_id", "document_type"])
-        run_id = new_run_id or db.session.scalar(select(SyncRun.id).where(
-            SyncRun.merchant_id == merchant_id, SyncRun.stripe_invoice_id == invoice_id,
-            SyncRun.document_type == rule.document_type))
+        new_run_id = runs.sync_run_insert(merchant_id, invoice_id, rule, job_id=first_job_id)
+        run_id = new_run_id or db.session.scalar(
+            select(SyncRun.id).where(*runs.sync_run_key(merchant_id, invoice_id, rule.document_type)))
         outcome = "queued" if new_run_id else "duplicate"
         reason = None if new_run_id else (
             f"A sync of this invoice into a {rule.DOCUMENT_TYPES[rule.document_type]} exists already (run {run_id}).")
