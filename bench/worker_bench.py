@@ -81,8 +81,8 @@ def main() -> None:
             failed = db.session.scalar(db.select(db.func.count()).select_from(SyncRun).where(SyncRun.status == "failed"))
 
         queue = sync_queue(app)
-        for _ in range(INVOICES):
-            queue.enqueue("bench.jobs.noop")
+        for n in range(INVOICES):  # ids under our key prefix, so a shared Redis is cleaned of them afterwards
+            queue.enqueue("bench.jobs.noop", job_id=f"{env['REDIS_KEY_PREFIX']}-noop-{n}")
         started = time.perf_counter()
         worker = start_worker(env, tmp / "worker-noop.log")
         try:
