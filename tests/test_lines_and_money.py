@@ -33,7 +33,7 @@ def line(amount, quantity="1", unit=None, product="prod_A", discounts=(), own=()
 
 
 def invoice(lines, currency="dkk", total_excluding_tax=None, total_taxes=(), total=None, discounts=()):
-    net = total_excluding_tax if total_excluding_tax is not None else sum(l["amount"] for l in lines)
+    net = total_excluding_tax if total_excluding_tax is not None else sum(line["amount"] for line in lines)
     return {
         "id": "in_test",
         "currency": currency,
