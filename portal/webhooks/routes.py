@@ -22,7 +22,7 @@ def stripe_event(webhook_key: str):
         event = event_verify(payload, request.headers.get("Stripe-Signature"), target.signing_secret)
     except WebhookRejected as rejected:
         return jsonify(error=rejected.reason), rejected.status
-    intake = event_intake(target, event, payload, first_job_id=runs.job_id_for_new_run())
+    intake = event_intake(target, event, payload)
     if intake.duplicate:
         db.session.rollback()  # nothing of this delivery is kept: the first one was
         return jsonify(received=True, duplicate=True), 200

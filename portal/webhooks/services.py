@@ -87,7 +87,7 @@ class Intake:
     first_job_id: str | None = None  # the job id stored with the new run
 
 
-def event_intake(target: WebhookTarget, event: dict, payload: bytes, first_job_id: str) -> Intake:
+def event_intake(target: WebhookTarget, event: dict, payload: bytes) -> Intake:
     """Store the event with what the merchant's rule made of it, creating the run it calls for.
 
     Both inserts are INSERT … ON CONFLICT DO NOTHING on unique keys, so repeated and concurrent
@@ -97,8 +97,10 @@ def event_intake(target: WebhookTarget, event: dict, payload: bytes, first_job_i
     merchant_id = target.merchant_id
     rule = target.rule or rule_for(merchant_id)
     decision = decide(event["type"], event["data"]["object"], rule)
-    outcome, reason, run_id, new_run_id = "ignored", decision.reason or "The event names no invoice.", None, None
+    outcome, reason = "ignored", decision.reason or "The event names no invoice."
+    run_id = new_run_id = first_job_id = None
     if decision.sync and invoice_id:
+        first_job_id = runs.job_id_for_new_run()
         new_run_id = runs.sync_run_insert(merchant_id, invoice_id, rule, job_id=first_job_id)
         run_id = new_run_id or db.session.scalar(
             select(SyncRun.id).where(*runs.sync_run_key(merchant_id, invoice_id, rule.document_type)))
