@@ -9,6 +9,7 @@ down, and runs whose worker was killed mid-run, are queued again.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 
@@ -16,6 +17,7 @@ from rq import SimpleWorker
 
 from portal import create_app
 from portal.extensions import db
+from portal.processes import die_with_parent
 from portal.queue import RedisNotConfigured, redis_connection, sync_queue
 
 log = logging.getLogger("worker")
@@ -58,6 +60,9 @@ def main() -> int:
     except RedisNotConfigured as error:
         print(error, file=sys.stderr)
         return 2
+    # RQ forks its scheduler from the worker: should the worker be SIGKILLed (the OOM killer, kill -9),
+    # the scheduler must not live on as an orphan holding the scheduler lock.
+    os.register_at_fork(after_in_child=die_with_parent)
     stop = threading.Event()
     threading.Thread(target=requeue_loop, args=(app, stop), name="requeue", daemon=True).start()
     try:

@@ -16,22 +16,14 @@ import time
 from pathlib import Path
 
 from .embedded_redis import spawn as spawn_embedded_redis
+from .processes import die_with_parent
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM this child if `make run` itself dies, so no process is left behind."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def start_child(args: list[str]) -> subprocess.Popen:
     # Each child gets its own process group: Ctrl-C reaches only us, and we stop them in order.
-    return subprocess.Popen(args, start_new_session=True, preexec_fn=_die_with_parent)
+    return subprocess.Popen(args, start_new_session=True, preexec_fn=die_with_parent)
 
 
 def prepare_database(app, after=None) -> None:
@@ -95,7 +87,7 @@ def main(after_prepare=None) -> int:
     try:
         if not os.environ.get("REDIS_URL"):
             embedded, url = spawn_embedded_redis(
-                instance_path / "valkey", start_new_session=True, preexec_fn=_die_with_parent
+                instance_path / "valkey", start_new_session=True, preexec_fn=die_with_parent
             )
             children.append(("embedded Redis", embedded))
             url_file.write_text(url + "\n")

@@ -14,7 +14,7 @@ from portal.embedded_redis import free_port, spawn as spawn_redis
 from portal.extensions import db
 from portal.models import Connection, SyncRule, SyncRun, SyncSettings
 
-from .live import start_worker, stop_process, wait_for
+from .live import alive, descendants, start_worker, stop_process, wait_for
 
 SECRET = "whsec_worker_processes"
 
@@ -95,9 +95,11 @@ def test_a_worker_killed_mid_run_leaves_a_run_that_completes_with_one_document(a
     try:
         assert deliver(app.test_client(), account, invoice).status_code == 200
         wait_for(lambda: economic_fake.documents("invoices/drafts"), what="the draft to be created")
+        scheduler = wait_for(lambda: descendants(first.pid), what="the worker's RQ scheduler process")
         stop_process(first, signal.SIGKILL)
     finally:
         stop_process(first, signal.SIGKILL)
+    wait_for(lambda: not any(alive(pid) for pid in scheduler), timeout=10, what="the killed worker's scheduler to exit")
     assert run_status(app, invoice["id"]).status == "running"
     economic_fake.delay_after_create = 0
     second = start_worker(env, tmp_path / "worker2.log")
