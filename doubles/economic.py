@@ -27,7 +27,7 @@ from typing import Any
 import jsonschema
 from werkzeug.wrappers import Request, Response
 
-from .server import LocalServer
+from .server import ServedDouble
 
 SCHEMAS = Path(__file__).parent / "schemas"
 CENT = Decimal("0.01")
@@ -64,7 +64,7 @@ def schema_problems(schema_name: str, body: Any) -> list[str]:
     return problems
 
 
-class FakeEconomic:
+class FakeEconomic(ServedDouble):
     def __init__(self, app_secret_token: str = "app", agreement_grant_token: str = "grant", seed: int = 7) -> None:
         self.app_secret_token = app_secret_token
         self.agreement_grant_token = agreement_grant_token
@@ -92,24 +92,7 @@ class FakeEconomic:
             "product-groups": [{"productGroupNumber": 1, "name": "Services"}, {"productGroupNumber": 2, "name": "Goods"}],
             "units": [{"unitNumber": 1, "name": "pcs."}],
         }
-        self.server = LocalServer(self.wsgi)
-        self.url = self.server.url
-
-    # -- lifecycle ------------------------------------------------------------------------------------
-
-    def __enter__(self) -> FakeEconomic:
-        self.server.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.stop()
-
-    def start(self) -> FakeEconomic:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
+        self.serve(self.wsgi)
 
     # -- faults -----------------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Self
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -34,6 +35,27 @@ class LocalServer:
             self._thread.join(timeout=5)
 
     def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class ServedDouble:
+    """A fake remote API served on 127.0.0.1: `start()`/`stop()`, or use it as a context manager."""
+
+    def serve(self, app) -> None:
+        self.server = LocalServer(app)
+        self.url = self.server.url
+
+    def start(self) -> Self:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:

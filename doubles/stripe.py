@@ -24,7 +24,7 @@ from typing import Any
 import requests
 from werkzeug.wrappers import Request, Response
 
-from .server import LocalServer
+from .server import ServedDouble
 
 DATA = Path(__file__).parent / "data"
 API_VERSION = "2026-10-28.endive"
@@ -46,7 +46,7 @@ def _form_to_nested(form) -> dict:
     return result
 
 
-class FakeStripe:
+class FakeStripe(ServedDouble):
     def __init__(self, api_key: str = "sk_test_fake") -> None:
         self.api_key = api_key
         self.lock = threading.RLock()
@@ -55,22 +55,7 @@ class FakeStripe:
         self.customers: dict[str, dict] = {}
         self.products: dict[str, dict] = {}
         self.requests: list[dict] = []
-        self.server = LocalServer(self.wsgi)
-        self.url = self.server.url
-
-    def __enter__(self) -> FakeStripe:
-        self.server.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.stop()
-
-    def start(self) -> FakeStripe:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
+        self.serve(self.wsgi)
 
     # -- seeding ----------------------------------------------------------------------------------------
 
