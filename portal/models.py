@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from datetime import date, datetime, timezone
 
+import sqlalchemy as sa
 from flask_login import UserMixin
 from sqlalchemy import DateTime, ForeignKey, String
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .crypto import EncryptedString
 from .extensions import db
@@ -307,28 +311,27 @@ class Backfill(db.Model):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-def insert_if_absent(model, values: dict, unique: list[str]) -> int | None:
+@functools.cache
+def _insert_if_absent_statement(dialect: str, table: sa.Table, unique: tuple[str, ...]) -> sa.Insert:
+    """Built once per table: the webhook path runs it on every delivery, and building costs more than running."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=list(unique)).returning(table.c.id)
+
+
+def insert_if_absent(model, values: dict, unique: list[str], on: Session | sa.Connection | None = None) -> int | None:
     """INSERT … ON CONFLICT DO NOTHING RETURNING id: the new row's id, or None when the unique key exists.
 
     One statement, no savepoint: the database's unique constraint decides between concurrent requests.
+    `on` is the session (the default) or a Core connection to run it on.
     """
-    dialect = db.session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - other databases: the portable (slower) savepoint
-        from sqlalchemy.exc import IntegrityError
-
-        row = model(**values)
-        try:
-            with db.session.begin_nested():
-                db.session.add(row)
-        except IntegrityError:
-            return None
-        return row.id
-    # Core insert on the table with the values as parameters: the compiled statement is cached,
-    # which matters on the webhook path where this runs twice per delivery.
+    executor = db.session if on is None else on
     table = model.__table__
-    statement = insert(table).on_conflict_do_nothing(index_elements=unique).returning(table.c.id)
-    return db.session.execute(statement, values).scalar()
+    dialect = db.engine.dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        return executor.execute(_insert_if_absent_statement(dialect, table, tuple(unique)), values).scalar()
+    try:  # pragma: no cover - other databases: the portable (slower) savepoint
+        with executor.begin_nested():
+            result = executor.execute(sa.insert(table), values)
+    except IntegrityError:
+        return None
+    return result.inserted_primary_key[0]

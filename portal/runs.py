@@ -11,7 +11,7 @@ import logging
 import random
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 from redis.exceptions import RedisError
@@ -29,6 +29,9 @@ from .sync.economic import EconomicClient
 from .sync.engine import EngineSettings, RunState, SettingMissing, SyncEngine, SyncFailure
 from .sync.stripe_source import stripe_client
 
+if TYPE_CHECKING:
+    from .webhooks.rules import RuleChoices
+
 log = logging.getLogger(__name__)
 
 JOB_TIMEOUT_SECONDS = 600
@@ -39,23 +42,34 @@ def _lease_expired_before() -> datetime:
     return utcnow() - timedelta(seconds=current_app.config["RUN_LEASE_SECONDS"])
 
 
+# A run's unique key: one run per merchant, Stripe invoice and document type.
+SYNC_RUN_KEY = ["merchant_id", "stripe_invoice_id", "document_type"]
+
+
 def sync_run_key(merchant_id: int, stripe_invoice_id: str, document_type: str) -> tuple:
-    """The WHERE clause of a run's unique key: one run per merchant, Stripe invoice and document type."""
+    """The WHERE clause of a run's unique key (`SYNC_RUN_KEY`)."""
     return (SyncRun.merchant_id == merchant_id, SyncRun.stripe_invoice_id == stripe_invoice_id,
             SyncRun.document_type == document_type)
 
 
-def sync_run_insert(merchant_id: int, stripe_invoice_id: str, rule: SyncRule, job_id: str | None = None) -> int | None:
-    """Insert the run for (merchant, invoice, the rule's document type): its id, or None when it exists.
+def sync_run_values(merchant_id: int, stripe_invoice_id: str, rule: RuleChoices, job_id: str | None = None) -> dict:
+    """A new run's row for (merchant, invoice, the rule's document type), queued.
 
-    The database's unique constraint decides, so concurrent deliveries of the same event agree.
     The rule's choices are copied in: saving new rules never changes a run already queued.
     """
-    return insert_if_absent(SyncRun, {
+    return {
         "merchant_id": merchant_id, "stripe_invoice_id": stripe_invoice_id, "document_type": rule.document_type,
         "trigger": rule.trigger, "write_back_to_stripe": rule.write_back_to_stripe, "status": "queued",
         "job_id": job_id,
-    }, ["merchant_id", "stripe_invoice_id", "document_type"])
+    }
+
+
+def sync_run_insert(merchant_id: int, stripe_invoice_id: str, rule: RuleChoices, job_id: str | None = None) -> int | None:
+    """Insert the run for (merchant, invoice, the rule's document type): its id, or None when it exists.
+
+    The database's unique constraint decides, so concurrent requests agree.
+    """
+    return insert_if_absent(SyncRun, sync_run_values(merchant_id, stripe_invoice_id, rule, job_id), SYNC_RUN_KEY)
 
 
 def sync_run_create(merchant_id: int, stripe_invoice_id: str, rule: SyncRule) -> tuple[SyncRun, bool]:

@@ -94,8 +94,44 @@ def test_paid_then_sent_for_the_same_invoice_is_still_one_run(app, client, merch
     second = event("invoice.paid")
     second["id"] = "evt_another_delivery"
     deliver(client, merchant, second)
-    assert len(runs(app)) == 1
-    assert [e.outcome for e in events(app)] == ["queued", "duplicate"]
+    [run] = runs(app)
+    first, duplicate = events(app)
+    assert (first.outcome, first.sync_run_id, first.ignored_reason) == ("queued", run.id, None)
+    assert (duplicate.outcome, duplicate.sync_run_id) == ("duplicate", run.id)
+    assert duplicate.ignored_reason == f"A sync of this invoice into a Draft Invoice exists already (run {run.id})."
+
+
+def test_different_events_for_one_invoice_at_once_make_one_run_and_all_point_at_it(app, merchant):
+    def send(n):
+        payload_event = event()
+        payload_event["id"] = f"evt_concurrent_{n}"
+        return deliver(app.test_client(), merchant, payload_event).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(send, range(16)))
+    assert statuses == [200] * 16
+    [run] = runs(app)
+    stored = events(app)
+    assert len(stored) == 16 and {e.sync_run_id for e in stored} == {run.id}
+    assert sorted(e.outcome for e in stored) == ["duplicate"] * 15 + ["queued"]
+    with app.app_context():
+        assert [job.id for job in queue(app).get_jobs()] == [run.job_id]
+
+
+def test_a_repeated_delivery_after_the_document_type_changed_makes_no_second_run(app, client, merchant):
+    with app.app_context():
+        db.session.add(SyncRule(merchant_id=merchant.merchant_id, trigger="paid", document_type="draft_invoice"))
+        db.session.commit()
+    payload_event = event("invoice.paid")
+    deliver(client, merchant, payload_event)
+    with app.app_context():
+        db.session.execute(db.update(SyncRule).values(document_type="booked_invoice"))
+        db.session.commit()
+    response = deliver(client, merchant, payload_event)
+    assert response.json == {"received": True, "duplicate": True}
+    assert [run.document_type for run in runs(app)] == ["draft_invoice"]
+    with app.app_context():
+        assert len(queue(app).get_jobs()) == 1
 
 
 def test_invoice_sent_under_a_paid_rule_is_ignored_with_the_reason(app, client, merchant):

@@ -14,19 +14,18 @@ from .services import WebhookRejected, event_intake, event_verify, webhook_targe
 @csrf.exempt
 @limiter.exempt
 def stripe_event(webhook_key: str):
-    try:
-        target = webhook_target(webhook_key)
-        if target is None:
-            raise WebhookRejected(404, "Unknown webhook URL.")
-        payload = request.get_data(cache=False)
-        event = event_verify(payload, request.headers.get("Stripe-Signature"), target.signing_secret)
-    except WebhookRejected as rejected:
-        return jsonify(error=rejected.reason), rejected.status
-    intake = event_intake(target, event, payload)
+    with db.engine.connect() as connection:  # Core, not the ORM session: see webhook_target
+        try:
+            target = webhook_target(connection, webhook_key)
+            if target is None:
+                raise WebhookRejected(404, "Unknown webhook URL.")
+            payload = request.get_data(cache=False)
+            event = event_verify(payload, request.headers.get("Stripe-Signature"), target.signing_secret)
+        except WebhookRejected as rejected:
+            return jsonify(error=rejected.reason), rejected.status
+        intake = event_intake(connection, target, event, payload)
     if intake.duplicate:
-        db.session.rollback()  # nothing of this delivery is kept: the first one was
         return jsonify(received=True, duplicate=True), 200
-    db.session.commit()
     # Only now that the run is committed may a worker see its job.
     if intake.new_run_id is not None:
         runs.sync_run_enqueue_new(intake.new_run_id, intake.first_job_id)

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..models import SyncRule
 
 TRIGGER_EVENTS = {"invoice.sent": "sent", "invoice.paid": "paid"}
+
+
+class RuleChoices(Protocol):
+    """What intake reads of a merchant's Invoice Sync Rules: a `SyncRule`, or a row of its columns."""
+
+    trigger: str
+    document_type: str
+    write_back_to_stripe: bool
+    sent_on_finalized_for_automatic: bool
+    sync_voided_invoices: bool
+    sync_zero_amount_invoices: bool
 
 
 @dataclass(frozen=True)
@@ -15,7 +27,7 @@ class Decision:
     reason: str = ""
 
 
-def decide(event_type: str, invoice: dict, rule: SyncRule) -> Decision:
+def decide(event_type: str, invoice: dict, rule: RuleChoices) -> Decision:
     """Whether this event makes the merchant's rule fire for its invoice, and if not, why not."""
     when = SyncRule.TRIGGERS[rule.trigger]
     if invoice.get("object") != "invoice":

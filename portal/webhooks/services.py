@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import sqlalchemy as sa
 import stripe
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
 from .. import runs  # a module reference: portal.runs imports settings, which import this package
-from ..extensions import db
 from ..models import Connection, Merchant, SyncRule, SyncRun, WebhookEvent, insert_if_absent, utcnow
-from ..settings.sync_config import rule_for
-from .rules import decide
+from .rules import RuleChoices, decide
 
 
 class WebhookRejected(Exception):
@@ -31,18 +32,32 @@ class WebhookTarget:
 
     merchant_id: int
     signing_secret: str | None
-    rule: SyncRule | None  # None until the merchant's rule row exists (rule_for creates it)
+    rule: RuleChoices | None  # None until the merchant's rule row exists (intake creates it)
 
 
-def webhook_target(webhook_key: str) -> WebhookTarget | None:
-    """The merchant behind a webhook URL, in one query (this runs on every delivery)."""
-    row = db.session.execute(
-        select(Merchant.id, Connection.stripe_webhook_secret, SyncRule)
-        .outerjoin(Connection, Connection.merchant_id == Merchant.id)
-        .outerjoin(SyncRule, SyncRule.merchant_id == Merchant.id)
-        .where(Merchant.webhook_key == webhook_key)
-    ).first()
-    return WebhookTarget(*row) if row else None
+_RULE_COLUMNS = (SyncRule.trigger, SyncRule.document_type, SyncRule.write_back_to_stripe,
+                 SyncRule.sent_on_finalized_for_automatic, SyncRule.sync_voided_invoices, SyncRule.sync_zero_amount_invoices)
+
+
+# Built once: building a statement costs more CPU than running the cached one.
+_TARGET_QUERY = (
+    select(Merchant.id, Connection.stripe_webhook_secret, SyncRule.id.label("rule_id"), *_RULE_COLUMNS)
+    .outerjoin(Connection, Connection.merchant_id == Merchant.id)
+    .outerjoin(SyncRule, SyncRule.merchant_id == Merchant.id)
+    .where(Merchant.webhook_key == bindparam("webhook_key"))
+)
+
+
+def webhook_target(connection: sa.Connection, webhook_key: str) -> WebhookTarget | None:
+    """The merchant behind a webhook URL, in one query (this runs on every delivery).
+
+    Callers pass a Core connection rather than using the ORM session: on this path the session's
+    bookkeeping costs more than the queries.
+    """
+    row = connection.execute(_TARGET_QUERY, {"webhook_key": webhook_key}).first()
+    if row is None:
+        return None
+    return WebhookTarget(row.id, row.stripe_webhook_secret, row if row.rule_id is not None else None)
 
 
 def event_verify(payload: bytes, signature: str | None, secret: str | None) -> dict:
@@ -87,28 +102,44 @@ class Intake:
     first_job_id: str | None = None  # the job id stored with the new run
 
 
-def event_intake(target: WebhookTarget, event: dict, payload: bytes) -> Intake:
-    """Store the event with what the merchant's rule made of it, creating the run it calls for.
+EVENT_KEY = ["merchant_id", "stripe_event_id"]
 
-    Both inserts are INSERT … ON CONFLICT DO NOTHING on unique keys, so repeated and concurrent
+
+def event_intake(connection: sa.Connection, target: WebhookTarget, event: dict, payload: bytes) -> Intake:
+    """Store the event with what the merchant's rule made of it and the run it calls for, then commit;
+    or roll back when the event was stored before (a repeated delivery keeps nothing of its own).
+
+    The inserts are INSERT … ON CONFLICT DO NOTHING on unique keys, so repeated and concurrent
     deliveries agree without locks: one event row per Stripe event, one run per invoice and document.
     """
+    rule = target.rule or _rule_created(connection, target.merchant_id)
     invoice_id = _invoice_id(event)
-    merchant_id = target.merchant_id
-    rule = target.rule or rule_for(merchant_id)
     decision = decide(event["type"], event["data"]["object"], rule)
-    outcome, reason = "ignored", decision.reason or "The event names no invoice."
-    run_id = new_run_id = first_job_id = None
+    event_row = _event_row(target.merchant_id, event, payload, invoice_id)
     if decision.sync and invoice_id:
-        first_job_id = runs.job_id_for_new_run()
-        new_run_id = runs.sync_run_insert(merchant_id, invoice_id, rule, job_id=first_job_id)
-        run_id = new_run_id or db.session.scalar(
-            select(SyncRun.id).where(*runs.sync_run_key(merchant_id, invoice_id, rule.document_type)))
-        outcome = "queued" if new_run_id else "duplicate"
-        reason = None if new_run_id else (
-            f"A sync of this invoice into a {rule.DOCUMENT_TYPES[rule.document_type]} exists already (run {run_id}).")
+        run_row = runs.sync_run_values(target.merchant_id, invoice_id, rule, runs.job_id_for_new_run())
+        store = _store_with_run_in_one_statement if connection.dialect.name == "postgresql" else _store_with_run
+        intake = store(connection, event_row, run_row)
+    else:
+        reason = decision.reason or "The event names no invoice."
+        event_row.update(outcome="ignored", ignored_reason=reason[:500])
+        intake = Intake(duplicate=insert_if_absent(WebhookEvent, event_row, EVENT_KEY, on=connection) is None)
+    if intake.duplicate:
+        connection.rollback()  # nothing of this delivery is kept: the first one was
+    else:
+        connection.commit()
+    return intake
+
+
+def _rule_created(connection: sa.Connection, merchant_id: int) -> RuleChoices:
+    """The merchant's rule row with its defaults, for a delivery that arrives before any rule was saved."""
+    insert_if_absent(SyncRule, {"merchant_id": merchant_id}, ["merchant_id"], on=connection)
+    return connection.execute(select(*_RULE_COLUMNS).where(SyncRule.merchant_id == merchant_id)).one()
+
+
+def _event_row(merchant_id: int, event: dict, payload: bytes, invoice_id: str | None) -> dict:
     created = event.get("created")
-    event_id = insert_if_absent(WebhookEvent, {
+    return {
         "merchant_id": merchant_id,
         "stripe_event_id": event["id"][:255],
         "type": event["type"][:100],
@@ -118,10 +149,71 @@ def event_intake(target: WebhookTarget, event: dict, payload: bytes) -> Intake:
         "stripe_invoice_id": invoice_id,
         "received_at": utcnow(),
         "payload": payload.decode("utf-8"),
-        "outcome": outcome,
-        "ignored_reason": reason[:500] if reason else None,
-        "sync_run_id": run_id,
-    }, ["merchant_id", "stripe_event_id"])
-    if event_id is None:
+    }
+
+
+def _store_with_run(connection: sa.Connection, event_row: dict, run_row: dict) -> Intake:
+    """The run (unless the invoice has it already), then the event linked to it: two statements."""
+    new_run_id = insert_if_absent(SyncRun, run_row, runs.SYNC_RUN_KEY, on=connection)
+    event_row.update(_run_outcome(connection, run_row, new_run_id))
+    if insert_if_absent(WebhookEvent, event_row, EVENT_KEY, on=connection) is None:
         return Intake(duplicate=True)
-    return Intake(duplicate=False, new_run_id=new_run_id, first_job_id=first_job_id if new_run_id else None)
+    return Intake(duplicate=False, new_run_id=new_run_id, first_job_id=run_row["job_id"] if new_run_id else None)
+
+
+def _store_with_run_in_one_statement(connection: sa.Connection, event_row: dict, run_row: dict) -> Intake:
+    """`_store_with_run` in one round trip (PostgreSQL): both inserts in one statement.
+
+    The event row is written as queued, linked to the run the same statement inserted; when the
+    invoice had its run already, a second statement says so on the event (rare: a second event for
+    one invoice).
+    """
+    statement = _store_with_run_statement(tuple(run_row), tuple(event_row))
+    row = connection.execute(statement, {**run_row, **event_row}).one()
+    if row.event_id is None:
+        return Intake(duplicate=True)
+    if row.new_run_id is None:
+        connection.execute(update(WebhookEvent.__table__).where(WebhookEvent.id == row.event_id)
+                           .values(**_run_outcome(connection, run_row, None)))
+        return Intake(duplicate=False)
+    return Intake(duplicate=False, new_run_id=row.new_run_id, first_job_id=run_row["job_id"])
+
+
+def _run_outcome(connection: sa.Connection, run_row: dict, new_run_id: int | None) -> dict:
+    """The event's outcome: queued by the run it created, or a duplicate of the invoice's existing run."""
+    if new_run_id is not None:
+        return {"outcome": "queued", "ignored_reason": None, "sync_run_id": new_run_id}
+    document_type = run_row["document_type"]
+    run_id = connection.scalar(select(SyncRun.id).where(
+        *runs.sync_run_key(run_row["merchant_id"], run_row["stripe_invoice_id"], document_type)))
+    reason = f"A sync of this invoice into a {SyncRule.DOCUMENT_TYPES[document_type]} exists already (run {run_id})."
+    return {"outcome": "duplicate", "ignored_reason": reason, "sync_run_id": run_id}
+
+
+@functools.cache
+def _store_with_run_statement(run_columns: tuple[str, ...], event_columns: tuple[str, ...]) -> sa.Select:
+    """WITH new_run AS (INSERT run … ON CONFLICT DO NOTHING RETURNING id),
+         new_event AS (INSERT event …, 'queued', (SELECT id FROM new_run) ON CONFLICT DO NOTHING RETURNING id)
+    SELECT (SELECT id FROM new_event) AS event_id, (SELECT id FROM new_run) AS new_run_id
+
+    Parameters are the two rows' values, named by their columns (the columns both rows have, such as
+    merchant_id, take the same value); the tables' Python-side defaults are filled in by SQLAlchemy.
+    Every delivery takes the run's key before the event's, so concurrent ones wait, never deadlock.
+    """
+    run_table, event_table = SyncRun.__table__, WebhookEvent.__table__
+
+    def parameters(table: sa.Table, columns: tuple[str, ...]) -> list[sa.BindParameter]:
+        return [bindparam(name, type_=table.c[name].type) for name in columns]
+
+    new_run = (postgresql_insert(run_table)
+               .from_select(run_columns, select(*parameters(run_table, run_columns)))
+               .on_conflict_do_nothing(index_elements=runs.SYNC_RUN_KEY)
+               .returning(run_table.c.id).cte("new_run"))
+    new_event = (postgresql_insert(event_table)
+                 .from_select([*event_columns, "outcome", "sync_run_id"],
+                              select(*parameters(event_table, event_columns), sa.literal("queued"),
+                                     select(new_run.c.id).scalar_subquery()))
+                 .on_conflict_do_nothing(index_elements=EVENT_KEY)
+                 .returning(event_table.c.id).cte("new_event"))
+    return select(select(new_event.c.id).scalar_subquery().label("event_id"),
+                  select(new_run.c.id).scalar_subquery().label("new_run_id"))
