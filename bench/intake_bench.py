@@ -1,8 +1,10 @@
 """Webhook intake under gunicorn with concurrent clients, beside a no-op route in the same server.
 
-    .venv/bin/python bench/intake_bench.py   (REQUESTS=2000 CLIENTS=16 WORKERS=2 to change the load)
+    .venv/bin/python bench/intake_bench.py   (REQUESTS=2000 CLIENTS=16 WORKERS=2 ROUNDS=4 to change the load)
 
 Every webhook is a distinct, correctly signed invoice.paid: verified, stored, a run created and queued.
+Both routes are warmed up first, then measured in alternating rounds (no-op, intake, no-op, …) so a
+machine that speeds up or slows down during the run does not favour either.
 """
 
 from __future__ import annotations
@@ -25,9 +27,29 @@ from portal.embedded_redis import free_port  # noqa: E402
 REQUESTS = int(os.environ.get("REQUESTS", 2000))
 CLIENTS = int(os.environ.get("CLIENTS", 16))
 WORKERS = os.environ.get("WORKERS", "2")
+ROUNDS = int(os.environ.get("ROUNDS", 4))
+WARM_UP = 200
 
 
-def hammer(url: str, bodies: list[tuple[bytes, dict]]) -> tuple[float, list[float], int]:
+class Tally:
+    """Requests, time, latencies and errors summed over the rounds of one route."""
+
+    def __init__(self) -> None:
+        self.requests, self.seconds, self.latencies, self.errors = 0, 0.0, [], 0
+
+    def add(self, requests: int, seconds: float, latencies: list[float], errors: int) -> None:
+        self.requests += requests
+        self.seconds += seconds
+        self.latencies += latencies
+        self.errors += errors
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+
+def hammer(url: str, bodies: list[tuple[bytes, dict]]) -> tuple[int, float, list[float], int]:
+    """POST every body to `url` from CLIENTS threads: requests, seconds taken, latencies (ms), errors."""
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
@@ -54,7 +76,7 @@ def hammer(url: str, bodies: list[tuple[bytes, dict]]) -> tuple[float, list[floa
         thread.start()
     for thread in threads:
         thread.join()
-    return len(bodies) / (time.perf_counter() - started), latencies, errors[0]
+    return len(bodies), time.perf_counter() - started, latencies, errors[0]
 
 
 def main() -> None:
@@ -71,19 +93,25 @@ def main() -> None:
             base = f"http://127.0.0.1:{port}"
             webhooks = []
             invoice, _, _ = make_invoice(number="BENCH")
-            for n in range(REQUESTS):
+            for n in range(WARM_UP + REQUESTS):
                 payload, signature = signed_event("invoice.paid", {**invoice, "id": f"in_bench_{n}"}, SECRET, f"evt_bench_{n}")
                 webhooks.append((payload, {"Stripe-Signature": signature, "Content-Type": "application/json"}))
-            noops = [(payload, headers) for payload, headers in webhooks]
-            hammer(base + "/bench/noop", noops[:200])  # warm up
-            noop_rps, noop_lat, noop_errors = hammer(base + "/bench/noop", noops)
-            intake_rps, intake_lat, intake_errors = hammer(f"{base}/webhooks/stripe/{merchant['webhook_key']}", webhooks)
+            noop_url, intake_url = base + "/bench/noop", f"{base}/webhooks/stripe/{merchant['webhook_key']}"
+            hammer(noop_url, webhooks[:WARM_UP])
+            hammer(intake_url, webhooks[:WARM_UP])
+            noop, intake = Tally(), Tally()
+            measured = webhooks[WARM_UP:]
+            for round_ in range(ROUNDS):
+                chunk = measured[round_ * len(measured) // ROUNDS:(round_ + 1) * len(measured) // ROUNDS]
+                noop.add(*hammer(noop_url, chunk))  # the same bodies: the no-op reads nothing
+                intake.add(*hammer(intake_url, chunk))
             rss = [peak_rss_mib(int(pid)) for pid in children_of(server.pid)]
-            print(f"gunicorn {WORKERS} workers × 4 threads, {CLIENTS} concurrent clients, {REQUESTS} requests each, "
+            print(f"gunicorn {WORKERS} workers × 4 threads, {CLIENTS} concurrent clients, {REQUESTS} requests each in {ROUNDS} alternating rounds, "
                   f"{env['DATABASE_URL'].split(':')[0]}")
-            print(f"  no-op route (ceiling): {noop_rps:7.0f} req/s   p50 {median(noop_lat):6.1f} ms   p99 {percentile(noop_lat, 0.99):6.1f} ms   errors {noop_errors}")
-            print(f"  webhook intake:        {intake_rps:7.0f} req/s   p50 {median(intake_lat):6.1f} ms   p99 {percentile(intake_lat, 0.99):6.1f} ms   errors {intake_errors}")
-            print(f"  intake / ceiling = {intake_rps / noop_rps:.0%}   (goal ≥ 50 %)")
+            for label, tally in (("no-op route (ceiling):", noop), ("webhook intake:", intake)):
+                print(f"  {label:22s} {tally.rate:7.0f} req/s   p50 {median(tally.latencies):6.1f} ms   "
+                      f"p99 {percentile(tally.latencies, 0.99):6.1f} ms   errors {tally.errors}")
+            print(f"  intake / ceiling = {intake.rate / noop.rate:.0%}   (goal ≥ 50 %)")
             print(f"  peak RSS of the web workers: {', '.join(f'{value:.0f} MiB' for value in rss)}")
         finally:
             server.terminate()
