@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from flask import Flask, jsonify, render_template, request
@@ -57,6 +58,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     db.init_app(app)
+    _ping_connections_left_idle(app)
     _tune_sqlite(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
     login_manager.init_app(app)
@@ -110,6 +112,37 @@ def create_app(test_config: dict | None = None) -> Flask:
         return {"navigation": items}
 
     return app
+
+
+def _ping_connections_left_idle(app: Flask) -> None:
+    """Check a pooled connection before use when it sat idle for DATABASE_PING_AFTER_IDLE_SECONDS.
+
+    SQLAlchemy's `pool_pre_ping` checks on every checkout: one more round trip per request, a large
+    share of a webhook delivery's cost. Connections that die do so while idle (a database restart, a
+    firewall's timeout); raising DisconnectionError makes the pool replace one with a fresh connection.
+    """
+    from sqlalchemy import event
+    from sqlalchemy.exc import DisconnectionError
+
+    with app.app_context():
+        engine = db.engine
+
+    @event.listens_for(engine, "connect")
+    def fresh(dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def idle(dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def ping_if_idle_long(dbapi_connection, record, proxy):
+        if time.monotonic() - record.info.get("idle_since", 0.0) < app.config["DATABASE_PING_AFTER_IDLE_SECONDS"]:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise DisconnectionError(f"a pooled connection died while idle: {error}") from error
 
 
 def _tune_sqlite(app: Flask) -> None:

@@ -62,7 +62,9 @@ def load_config(instance_path: str) -> dict:
         # Newest key first; older keys still decrypt until `flask secrets rotate` re-encrypts.
         "ENCRYPTION_KEYS": [k.strip() for k in keys.split(",") if k.strip()],
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # A pooled connection idle this long is pinged before use (one that died meanwhile, say in a
+        # database restart, is replaced); busy connections are not, a ping per request being a round trip.
+        "DATABASE_PING_AFTER_IDLE_SECONDS": float(os.environ.get("DATABASE_PING_AFTER_IDLE_SECONDS", "10")),
         "REDIS_URL": redis_url,
         "RQ_QUEUE": os.environ.get("RQ_QUEUE", "invoice-sync"),
         # Our own Redis keys (caches, progress) start with this, so one Redis can serve several setups.

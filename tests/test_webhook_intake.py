@@ -51,6 +51,11 @@ def test_a_signed_event_is_stored_before_the_answer(app, client, merchant_with_s
     assert stored.stripe_invoice_id == event["data"]["object"]["id"]
     assert stored.merchant_id == merchant_with_secret.merchant_id
     assert json.loads(stored.payload) == event
+    assert stored.payload == payload.decode()  # byte for byte what Stripe signed
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql":  # stored lz4-compressed (migration 0007), cheaper than pglz
+            assert db.session.scalar(db.text("SELECT attcompression FROM pg_attribute "
+                                             "WHERE attrelid = 'webhook_events'::regclass AND attname = 'payload'")) == "l"
 
 
 def test_a_repeated_delivery_is_acknowledged_and_stored_once(app, client, merchant_with_secret):
@@ -133,3 +138,28 @@ def test_one_merchants_secret_does_not_open_anothers_url(app, client, merchant_w
     response = deliver(client, other_account, payload, stripe_signature(payload, SECRET))
     assert response.status_code == 400
     assert stored_events(app) == []
+
+
+def test_a_database_connection_that_died_while_idle_is_replaced_before_a_delivery_uses_it(app, client, merchant_with_secret):
+    """After a database restart the pool holds dead connections: a delivery must still be stored."""
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.pool import NullPool
+
+    app.config["DATABASE_PING_AFTER_IDLE_SECONDS"] = 0  # every connection counts as idle
+    pooled = []
+    with app.app_context():
+        event.listen(db.engine, "checkin", lambda dbapi_connection, record: pooled.append(dbapi_connection))
+    first, second = paid_event(), paid_event()
+    second["id"] = "evt_after_the_restart"
+    for event_ in (first, second):
+        with app.app_context():
+            for dbapi_connection in pooled:  # what a restart does to connections idle in the pool
+                if db.engine.dialect.name == "postgresql":
+                    with create_engine(db.engine.url, poolclass=NullPool).connect() as outsider:
+                        outsider.execute(db.text("SELECT pg_terminate_backend(:pid)"), {"pid": dbapi_connection.info.backend_pid})
+                else:
+                    dbapi_connection.close()
+            pooled.clear()
+        payload = event_payload(event_)
+        assert deliver(client, merchant_with_secret, payload, stripe_signature(payload, SECRET)).status_code == 200
+    assert {e.stripe_event_id for e in stored_events(app)} == {first["id"], second["id"]}
