@@ -1,6 +1,7 @@
 """Webhook events → sync runs → RQ jobs, and one attempt of a run through the database."""
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -98,7 +99,7 @@ def test_paid_then_sent_for_the_same_invoice_is_still_one_run(app, client, merch
     first, duplicate = events(app)
     assert (first.outcome, first.sync_run_id, first.ignored_reason) == ("queued", run.id, None)
     assert (duplicate.outcome, duplicate.sync_run_id) == ("duplicate", run.id)
-    assert duplicate.ignored_reason == f"A sync of this invoice into a Draft Invoice exists already (run {run.id})."
+    assert duplicate.ignored_reason == "A sync of this invoice into a Draft Invoice exists already."
 
 
 def test_different_events_for_one_invoice_at_once_make_one_run_and_all_point_at_it(app, merchant):
@@ -116,6 +117,27 @@ def test_different_events_for_one_invoice_at_once_make_one_run_and_all_point_at_
     assert sorted(e.outcome for e in stored) == ["duplicate"] * 15 + ["queued"]
     with app.app_context():
         assert [job.id for job in queue(app).get_jobs()] == [run.job_id]
+
+
+def test_an_event_arriving_while_another_request_inserts_the_invoices_run_points_at_that_run(app, merchant):
+    payload_event = event()
+    with app.app_context():
+        other_request = db.engine.connect()
+        other_request.execute(db.insert(SyncRun).values(
+            merchant_id=merchant.merchant_id, stripe_invoice_id=payload_event["data"]["object"]["id"],
+            document_type="draft_invoice", trigger="paid"))  # inserted, not yet committed
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        delivery = pool.submit(deliver, app.test_client(), merchant, payload_event)
+        time.sleep(0.5)
+        assert not delivery.done()  # waiting on the run's unique key
+        other_request.commit()
+        other_request.close()
+        assert delivery.result(timeout=10).status_code == 200
+    [run] = runs(app)
+    [stored] = events(app)
+    assert (stored.outcome, stored.sync_run_id) == ("duplicate", run.id)
+    with app.app_context():
+        assert queue(app).get_jobs() == []
 
 
 def test_a_repeated_delivery_after_the_document_type_changed_makes_no_second_run(app, client, merchant):

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from flask import jsonify, request
 
-from ..extensions import csrf, db, limiter
+from ..extensions import csrf, limiter
 from .. import runs  # a module reference: portal.runs imports settings, which import this package
 from . import bp
-from .services import WebhookRejected, event_intake, event_verify, webhook_target
+from .services import WebhookRejected, event_intake, event_verify, intake_connection, webhook_target
 
 
 @bp.route("/webhooks/stripe/<webhook_key>", methods=["POST"])
 @csrf.exempt
 @limiter.exempt
 def stripe_event(webhook_key: str):
-    with db.engine.connect() as connection:  # Core, not the ORM session: see webhook_target
+    with intake_connection() as connection:
         try:
             target = webhook_target(connection, webhook_key)
             if target is None:

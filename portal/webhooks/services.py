@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import psycopg
 import sqlalchemy as sa
 import stripe
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
 from .. import runs  # a module reference: portal.runs imports settings, which import this package
+from ..extensions import db
 from ..models import Connection, Merchant, SyncRule, SyncRun, WebhookEvent, insert_if_absent, utcnow
 from .rules import RuleChoices, decide
 
@@ -162,58 +166,88 @@ def _store_with_run(connection: sa.Connection, event_row: dict, run_row: dict) -
 
 
 def _store_with_run_in_one_statement(connection: sa.Connection, event_row: dict, run_row: dict) -> Intake:
-    """`_store_with_run` in one round trip (PostgreSQL): both inserts in one statement.
+    """`_store_with_run` as one statement (PostgreSQL, autocommitted: no BEGIN and COMMIT round trips).
 
-    The event row is written as queued, linked to the run the same statement inserted; when the
-    invoice had its run already, a second statement says so on the event (rare: a second event for
-    one invoice).
+    The event row points at the invoice's run: the existing one, or a new one whose id is drawn from
+    the sequence first and which is inserted only when the event was (a repeated delivery adds
+    nothing). If another delivery inserts the invoice's run while this statement runs, the run insert
+    does nothing, the event's reference to the unused id breaks the foreign key at the end of the
+    statement and the statement undoes itself; the event is then stored as a duplicate of that run.
     """
     statement = _store_with_run_statement(tuple(run_row), tuple(event_row))
-    row = connection.execute(statement, {**run_row, **event_row}).one()
+    parameters = {**run_row, **event_row, "duplicate_reason": _duplicate_reason(run_row["document_type"])}
+    try:
+        row = connection.execute(statement, parameters).one()
+    except sa.exc.IntegrityError as error:
+        if not isinstance(error.orig, psycopg.errors.ForeignKeyViolation):
+            raise
+        event_row.update(_run_outcome(connection, run_row, None))
+        return Intake(duplicate=insert_if_absent(WebhookEvent, event_row, EVENT_KEY, on=connection) is None)
     if row.event_id is None:
         return Intake(duplicate=True)
-    if row.new_run_id is None:
-        connection.execute(update(WebhookEvent.__table__).where(WebhookEvent.id == row.event_id)
-                           .values(**_run_outcome(connection, run_row, None)))
-        return Intake(duplicate=False)
-    return Intake(duplicate=False, new_run_id=row.new_run_id, first_job_id=run_row["job_id"])
+    return Intake(duplicate=False, new_run_id=row.new_run_id,
+                  first_job_id=run_row["job_id"] if row.new_run_id else None)
 
 
 def _run_outcome(connection: sa.Connection, run_row: dict, new_run_id: int | None) -> dict:
     """The event's outcome: queued by the run it created, or a duplicate of the invoice's existing run."""
     if new_run_id is not None:
         return {"outcome": "queued", "ignored_reason": None, "sync_run_id": new_run_id}
-    document_type = run_row["document_type"]
     run_id = connection.scalar(select(SyncRun.id).where(
-        *runs.sync_run_key(run_row["merchant_id"], run_row["stripe_invoice_id"], document_type)))
-    reason = f"A sync of this invoice into a {SyncRule.DOCUMENT_TYPES[document_type]} exists already (run {run_id})."
-    return {"outcome": "duplicate", "ignored_reason": reason, "sync_run_id": run_id}
+        *runs.sync_run_key(run_row["merchant_id"], run_row["stripe_invoice_id"], run_row["document_type"])))
+    return {"outcome": "duplicate", "ignored_reason": _duplicate_reason(run_row["document_type"]), "sync_run_id": run_id}
+
+
+def _duplicate_reason(document_type: str) -> str:
+    return f"A sync of this invoice into a {SyncRule.DOCUMENT_TYPES[document_type]} exists already."
 
 
 @functools.cache
 def _store_with_run_statement(run_columns: tuple[str, ...], event_columns: tuple[str, ...]) -> sa.Select:
-    """WITH new_run AS (INSERT run … ON CONFLICT DO NOTHING RETURNING id),
-         new_event AS (INSERT event …, 'queued', (SELECT id FROM new_run) ON CONFLICT DO NOTHING RETURNING id)
+    """WITH existing AS (SELECT id FROM sync_runs WHERE <the run's key>),
+         run_id AS (SELECT coalesce((SELECT id FROM existing), nextval(<sync_runs' id sequence>))),
+         new_event AS (INSERT event …, 'queued' or 'duplicate', run_id ON CONFLICT DO NOTHING RETURNING id),
+         new_run AS (INSERT run (id, …) SELECT run_id, …
+                     WHERE EXISTS (new_event) AND NOT EXISTS (existing) ON CONFLICT DO NOTHING RETURNING id)
     SELECT (SELECT id FROM new_event) AS event_id, (SELECT id FROM new_run) AS new_run_id
 
     Parameters are the two rows' values, named by their columns (the columns both rows have, such as
-    merchant_id, take the same value); the tables' Python-side defaults are filled in by SQLAlchemy.
-    Every delivery takes the run's key before the event's, so concurrent ones wait, never deadlock.
+    merchant_id, take the same value), and duplicate_reason; the tables' Python-side defaults are
+    filled in by SQLAlchemy. Every delivery takes the event's key before the run's, so concurrent
+    ones wait, never deadlock.
     """
     run_table, event_table = SyncRun.__table__, WebhookEvent.__table__
 
     def parameters(table: sa.Table, columns: tuple[str, ...]) -> list[sa.BindParameter]:
         return [bindparam(name, type_=table.c[name].type) for name in columns]
 
-    new_run = (postgresql_insert(run_table)
-               .from_select(run_columns, select(*parameters(run_table, run_columns)))
-               .on_conflict_do_nothing(index_elements=runs.SYNC_RUN_KEY)
-               .returning(run_table.c.id).cte("new_run"))
+    key = [run_table.c[name] == bindparam(name, type_=run_table.c[name].type) for name in runs.SYNC_RUN_KEY]
+    existing = select(run_table.c.id).where(*key).cte("existing")
+    run_exists = sa.exists(select(existing.c.id))
+    next_id = sa.func.nextval(sa.func.pg_get_serial_sequence(run_table.name, "id"))
+    run_id = select(sa.func.coalesce(select(existing.c.id).scalar_subquery(), next_id).label("id")).cte("run_id")
     new_event = (postgresql_insert(event_table)
-                 .from_select([*event_columns, "outcome", "sync_run_id"],
-                              select(*parameters(event_table, event_columns), sa.literal("queued"),
-                                     select(new_run.c.id).scalar_subquery()))
+                 .from_select([*event_columns, "outcome", "ignored_reason", "sync_run_id"],
+                              select(*parameters(event_table, event_columns),
+                                     sa.case((run_exists, "duplicate"), else_="queued"),
+                                     sa.case((run_exists, bindparam("duplicate_reason", type_=sa.String))),
+                                     run_id.c.id))
                  .on_conflict_do_nothing(index_elements=EVENT_KEY)
                  .returning(event_table.c.id).cte("new_event"))
+    new_run = (postgresql_insert(run_table)
+               .from_select(["id", *run_columns], select(run_id.c.id, *parameters(run_table, run_columns))
+                            .where(sa.exists(select(new_event.c.id)), ~run_exists))
+               .on_conflict_do_nothing(index_elements=runs.SYNC_RUN_KEY)
+               .returning(run_table.c.id).cte("new_run"))
     return select(select(new_event.c.id).scalar_subquery().label("event_id"),
                   select(new_run.c.id).scalar_subquery().label("new_run_id"))
+
+
+@contextmanager
+def intake_connection() -> Iterator[sa.Connection]:
+    """A pooled Core connection for one delivery. On PostgreSQL it autocommits: each statement of the
+    intake is atomic on its own (see `_store_with_run_in_one_statement`)."""
+    with db.engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
