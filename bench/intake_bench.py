@@ -113,7 +113,7 @@ def main() -> None:
             for label, tally in (("no-op route (ceiling):", noop), ("webhook intake:", intake)):
                 print(f"  {label:22s} {tally.rate:7.0f} req/s   p50 {median(tally.latencies):6.1f} ms   "
                       f"p99 {percentile(tally.latencies, 0.99):6.1f} ms   errors {tally.errors}")
-            rounds = ", ".join(f"{i / n:.0%}" for i, n in zip(intake.round_rates, noop.round_rates))
+            rounds = ", ".join(f"{i / n:.0%}" for i, n in zip(intake.round_rates, noop.round_rates, strict=True))
             print(f"  intake / ceiling = {intake.rate / noop.rate:.0%}   (goal ≥ 50 %; round by round: {rounds})")
             print(f"  peak RSS of the web workers: {', '.join(f'{value:.0f} MiB' for value in rss)}")
         finally:

@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import psycopg
 import sqlalchemy as sa
 import stripe
 from sqlalchemy import bindparam, select
@@ -107,6 +106,7 @@ class Intake:
 
 
 EVENT_KEY = ["merchant_id", "stripe_event_id"]
+FOREIGN_KEY_VIOLATION = "23503"  # PostgreSQL's SQLSTATE
 
 
 def event_intake(connection: sa.Connection, target: WebhookTarget, event: dict, payload: bytes) -> Intake:
@@ -179,7 +179,7 @@ def _store_with_run_in_one_statement(connection: sa.Connection, event_row: dict,
     try:
         row = connection.execute(statement, parameters).one()
     except sa.exc.IntegrityError as error:
-        if not isinstance(error.orig, psycopg.errors.ForeignKeyViolation):
+        if getattr(error.orig, "sqlstate", None) != FOREIGN_KEY_VIOLATION:
             raise
         event_row.update(_run_outcome(connection, run_row, None))
         return Intake(duplicate=insert_if_absent(WebhookEvent, event_row, EVENT_KEY, on=connection) is None)
