@@ -159,6 +159,11 @@ def _event_row(merchant_id: int, event: dict, payload: bytes, invoice_id: str | 
 def _store_with_run(connection: sa.Connection, event_row: dict, run_row: dict) -> Intake:
     """The run (unless the invoice has it already), then the event linked to it: two statements."""
     new_run_id = insert_if_absent(SyncRun, run_row, runs.SYNC_RUN_KEY, on=connection)
+    return _store_event_of_run(connection, event_row, run_row, new_run_id)
+
+
+def _store_event_of_run(connection: sa.Connection, event_row: dict, run_row: dict, new_run_id: int | None) -> Intake:
+    """The event, queued by the run it created or a duplicate of the invoice's existing run."""
     event_row.update(_run_outcome(connection, run_row, new_run_id))
     if insert_if_absent(WebhookEvent, event_row, EVENT_KEY, on=connection) is None:
         return Intake(duplicate=True)
@@ -181,8 +186,7 @@ def _store_with_run_in_one_statement(connection: sa.Connection, event_row: dict,
     except sa.exc.IntegrityError as error:
         if getattr(error.orig, "sqlstate", None) != FOREIGN_KEY_VIOLATION:
             raise
-        event_row.update(_run_outcome(connection, run_row, None))
-        return Intake(duplicate=insert_if_absent(WebhookEvent, event_row, EVENT_KEY, on=connection) is None)
+        return _store_event_of_run(connection, event_row, run_row, None)
     if row.event_id is None:
         return Intake(duplicate=True)
     return Intake(duplicate=False, new_run_id=row.new_run_id,
