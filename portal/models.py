@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 import secrets
 from datetime import date, datetime, timezone
@@ -23,6 +24,29 @@ def utcnow() -> datetime:
 
 def new_webhook_key() -> str:
     return "whk_" + secrets.token_urlsafe(24)
+
+
+class RunStatus(str, enum.Enum):
+    """Where a sync run stands. A str enum: stored and compared as its plain value ("held")."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    HELD = "held"  # a document was made but differs from Stripe (or cannot be made as Stripe charged): review
+    FAILED = "failed"
+    SKIPPED = "skipped"  # nothing to make: the invoice was voided (or is a draft) when the run fetched it
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def label(self) -> str:
+        return {"held": "held for review"}.get(self.value, self.value)
+
+
+# Runs that are finished: nothing will happen to them unless someone asks.
+FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.HELD, RunStatus.FAILED, RunStatus.SKIPPED)
 
 
 class Merchant(db.Model):
@@ -186,6 +210,10 @@ class SyncSettings(db.Model):
     new_product_group_number: Mapped[int | None] = mapped_column()
     apply_invoice_discounts: Mapped[bool] = mapped_column(default=True)
     discount_product_number: Mapped[str | None] = mapped_column(String(25))
+    # Shipping Stripe charged goes on this product; VAT rounding differences of a few minor units on this
+    # one (a product in a group whose sales accounts carry no VAT).
+    shipping_product_number: Mapped[str | None] = mapped_column(String(25))
+    rounding_product_number: Mapped[str | None] = mapped_column(String(25))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
@@ -204,7 +232,7 @@ class SyncRun(db.Model):
         db.Index("ix_sync_runs_merchant_status_updated", "merchant_id", "status", "updated_at", "id"),
     )
 
-    STATUSES = ("queued", "running", "retrying", "succeeded", "failed")
+    STATUSES = tuple(status.value for status in RunStatus)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"))
@@ -233,6 +261,17 @@ class SyncRun(db.Model):
     # Totals: Stripe's and e-conomic's, and a note when they do not reconcile.
     reconciliation: Mapped[str | None] = mapped_column(db.Text)
     reconciled: Mapped[bool | None] = mapped_column()
+    # JSON {"currency": "DKK", "stripe": {"net": "8620.00", "vat": …, "gross": …}, "economic": {…},
+    # "rounding": "0.01"}: both sides' figures as decimal strings, for the history.
+    totals: Mapped[str | None] = mapped_column(db.Text)
+    # Why a run is held, in plain words, and the setting to look at (an anchor on the settings pages).
+    held_reason: Mapped[str | None] = mapped_column(db.Text)
+    held_setting: Mapped[str | None] = mapped_column(String(60))
+    # "Create a new document" starts a new generation: new idempotency keys, the old document left alone.
+    generation: Mapped[int] = mapped_column(default=1, server_default="1")
+    replaced_documents: Mapped[str | None] = mapped_column(String(500))  # "draft_invoice 12, booked_invoice 20003"
+    # The Stripe invoice was voided after its document was booked: a credit note is due.
+    needs_credit_note: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -291,6 +330,21 @@ class ProductLink(db.Model):
     stripe_product_id: Mapped[str] = mapped_column(String(255))
     economic_product_number: Mapped[str] = mapped_column(String(25))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class VatMapping(db.Model):
+    """A VAT treatment found on the merchant's Stripe invoices ("DK 25 %", "EU reverse charge", …) and the
+    e-conomic VAT zone (and, optionally, product group) its documents use. See portal.sync.vat."""
+
+    __tablename__ = "vat_mappings"
+    __table_args__ = (db.UniqueConstraint("merchant_id", "treatment", name="uq_vat_mappings_merchant_treatment"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"), index=True)
+    treatment: Mapped[str] = mapped_column(String(80))  # portal.sync.vat.Treatment.key
+    vat_zone_number: Mapped[int | None] = mapped_column()
+    product_group_number: Mapped[int | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
 class Backfill(db.Model):
