@@ -269,7 +269,11 @@ class SyncRun(db.Model):
     held_setting: Mapped[str | None] = mapped_column(String(60))
     # "Create a new document" starts a new generation: new idempotency keys, the old document left alone.
     generation: Mapped[int] = mapped_column(default=1, server_default="1")
-    replaced_documents: Mapped[str | None] = mapped_column(String(500))  # "draft_invoice 12, booked_invoice 20003"
+    replaced_documents: Mapped[str | None] = mapped_column(String(500))  # "draft invoice 12, booked invoice 20003"
+    # "Sync again" on a held run: the held draft (of this run's document type) to delete before making anew.
+    discard_draft_number: Mapped[int | None] = mapped_column()
+    # "Book anyway" on a held run: book (or keep) the reviewed draft although its totals differ from Stripe.
+    override_reconciliation: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     # The Stripe invoice was voided after its document was booked: a credit note is due.
     needs_credit_note: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

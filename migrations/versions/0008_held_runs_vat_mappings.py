@@ -27,6 +27,8 @@ def upgrade():
         batch_op.add_column(sa.Column('generation', sa.Integer(), server_default='1', nullable=False))
         batch_op.add_column(sa.Column('replaced_documents', sa.String(length=500), nullable=True))
         batch_op.add_column(sa.Column('needs_credit_note', sa.Boolean(), server_default=sa.false(), nullable=False))
+        batch_op.add_column(sa.Column('discard_draft_number', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('override_reconciliation', sa.Boolean(), server_default=sa.false(), nullable=False))
 
     with op.batch_alter_table('sync_settings', schema=None) as batch_op:
         batch_op.add_column(sa.Column('shipping_product_number', sa.String(length=25), nullable=True))
@@ -55,6 +57,8 @@ def downgrade():
         batch_op.drop_column('rounding_product_number')
         batch_op.drop_column('shipping_product_number')
     with op.batch_alter_table('sync_runs', schema=None) as batch_op:
+        batch_op.drop_column('override_reconciliation')
+        batch_op.drop_column('discard_draft_number')
         batch_op.drop_column('needs_credit_note')
         batch_op.drop_column('replaced_documents')
         batch_op.drop_column('generation')
