@@ -30,10 +30,10 @@ def by_key(resolved):
     return {field.target.key: field for field in resolved}
 
 
-def test_defaults_fill_delivery_from_the_shipping_address():
+def test_defaults_deliver_where_stripes_invoice_ships_to_the_invoices_own_shipping_details_first():
     values = by_key(resolve(invoice(), DEFAULT_MAPPINGS))
-    assert values["delivery.address"].value == "Nørre Farimagsgade 37"
-    assert values["delivery.zip"].value == "1364"
+    assert values["delivery.address"].value == "Refshalevej 163A"
+    assert values["delivery.zip"].value == "1432"
     assert values["delivery.city"].value == "København K"
     assert values["delivery.country"].value == "Denmark"
     assert values["delivery.deliveryDate"].value == "2026-11-16"  # effective_at 1794824700, Copenhagen time
@@ -41,8 +41,17 @@ def test_defaults_fill_delivery_from_the_shipping_address():
     assert values["references.other"].value == "KYSTLYS1-0007"
 
 
+def test_without_invoice_shipping_details_the_customers_shipping_address_is_used_whole():
+    data = invoice()
+    data["shipping_details"] = None
+    values = by_key(resolve(data, DEFAULT_MAPPINGS))
+    assert (values["delivery.address"].value, values["delivery.zip"].value) == ("Nørre Farimagsgade 37", "1364")
+    assert not values["delivery.address"].used_fallback
+
+
 def test_billing_address_is_the_fallback_when_there_is_no_shipping_address():
     data = invoice()
+    data["shipping_details"] = None
     data["customer_shipping"] = None
     values = by_key(resolve(data, DEFAULT_MAPPINGS))
     assert values["delivery.address"].value == "Nørre Farimagsgade 37, 3. sal"
@@ -52,6 +61,7 @@ def test_billing_address_is_the_fallback_when_there_is_no_shipping_address():
 
 def test_no_address_at_all_leaves_delivery_out():
     data = invoice()
+    data["shipping_details"] = None
     data["customer_shipping"] = None
     data["customer_address"] = None
     body = document_fields(resolve(data, DEFAULT_MAPPINGS))
@@ -62,8 +72,8 @@ def test_no_address_at_all_leaves_delivery_out():
 
 def test_text_is_cut_to_economics_limits_and_the_cut_is_reported():
     data = invoice()
-    data["customer_shipping"]["address"]["city"] = "C" * 80
-    data["customer_shipping"]["address"]["line1"] = "Vej " * 100
+    data["shipping_details"]["address"]["city"] = "C" * 80
+    data["shipping_details"]["address"]["line1"] = "Vej " * 100
     values = by_key(resolve(data, DEFAULT_MAPPINGS))
     assert len(values["delivery.city"].value) == 50
     assert values["delivery.city"].cut_from == "C" * 80
@@ -109,10 +119,10 @@ def test_dates_follow_the_merchants_time_zone():
 def test_document_fields_nest_like_economics_json():
     body = document_fields(resolve(invoice(), DEFAULT_MAPPINGS))
     assert body["delivery"] == {
-        "address": "Nørre Farimagsgade 37",
+        "address": "Refshalevej 163A",
         "city": "København K",
         "country": "Denmark",
-        "zip": "1364",
+        "zip": "1432",
         "deliveryDate": "2026-11-16",
     }
     assert None not in body["delivery"].values()

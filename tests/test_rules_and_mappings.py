@@ -118,7 +118,7 @@ def test_the_table_lists_every_field_with_its_source_and_an_edit_button(signed_i
     page = signed_in.get("/mappings").get_data(as_text=True)
     for label in ("Delivery Address", "Delivery City", "Delivery Country", "Delivery Postal Code", "Delivery Date", "Delivery Terms", "Heading", "Other reference"):
         assert label in page
-    assert "Shipping address › City (customer_shipping.address.city)" in page
+    assert "Ship to (as the Stripe invoice prints it) › City (ship_to.address.city)" in page
     assert "if empty: Billing address › City (customer_address.city)" in page
     assert page.count(">Edit</button>") == 9  # every row but the locked "Other reference"
     assert "Save Mappings" in page
@@ -130,7 +130,7 @@ def test_edit_returns_the_row_as_a_grouped_dropdown(signed_in):
     assert "HX-Request" in response.headers["Vary"]
     assert row.lstrip().startswith('<tr id="row-delivery-city"')
     assert '<optgroup label="Shipping address">' in row and '<optgroup label="Billing address">' in row
-    assert 'value="field:customer_shipping.address.city" selected' in row
+    assert 'value="field:ship_to.address.city" selected' in row
     assert "Invoice metadata › metadata.&lt;key&gt; (type the key)" in row
     assert "A fixed text" in row and "Not mapped" in row
     assert "<html" not in row  # a fragment, not a page
@@ -175,7 +175,7 @@ def test_save_mappings_stores_every_row_and_shows_them_on_reload(app, signed_in,
     assert "Fixed text: “Tak for handlen”" in reloaded
     stored = stored_mappings(app, account.merchant_id)
     assert stored["delivery.deliveryTerms"] == ("metadata:delivery_terms", "none")
-    assert stored["delivery.city"] == ("field:customer_shipping.address.city", "field:customer_address.city")
+    assert stored["delivery.city"] == ("field:ship_to.address.city", "field:customer_address.city")
     assert len(stored) == 9
 
 
@@ -225,7 +225,7 @@ def test_mappings_never_leak_between_merchants(app, client, account, other_accou
     client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
     login(client, other_account.email)
     page = client.get("/mappings").get_data(as_text=True)
-    assert 'name="source-delivery.city" value="field:customer_shipping.address.city"' in page
+    assert 'name="source-delivery.city" value="field:ship_to.address.city"' in page
     assert stored_mappings(app, other_account.merchant_id) == {}
 
 
@@ -242,14 +242,14 @@ def stripe_key(app, merchant_id):
 def test_preview_shows_each_field_with_the_value_from_the_live_invoice(app, signed_in, account):
     stripe_key(app, account.merchant_id)
     invoice = json.loads((DATA / "invoice_send_invoice_open.json").read_text())
-    invoice["customer_shipping"]["address"]["city"] = "K" * 60
+    invoice["shipping_details"]["address"]["city"] = "K" * 60
     responses.get(f"https://api.stripe.com/v1/invoices/{invoice['id']}", json=invoice)
     token = csrf_token(signed_in, "/mappings")
     response = signed_in.post("/mappings/preview", data={"invoice_id": invoice["id"]}, headers={"HX-Request": "true", "X-CSRFToken": token})
     body = response.get_data(as_text=True)
     assert response.status_code == 200
     assert "KYSTLYS1-0007" in body
-    assert "Nørre Farimagsgade 37" in body and "Denmark" in body and "2026-11-16" in body
+    assert "Refshalevej 163A" in body and "Denmark" in body and "2026-11-16" in body
     assert "cut to 50 characters from 60" in body
     assert "expand%5B0%5D=customer" in responses.calls[0].request.url
 

@@ -84,9 +84,14 @@ def _address_fields(prefix: str, group: str, with_name: bool = True) -> list[Str
     return fields
 
 
+# Where Stripe's own invoice PDF ships to: the invoice's `shipping_details`, else the customer's shipping
+# address. A whole address is taken from one of them, never parts of each.
+SHIP_TO = "ship_to"
+
 # Invoice fields of Stripe API 2026-10-28.endive, grouped for people.
 STRIPE_FIELDS: tuple[StripeField, ...] = tuple(
-    _address_fields("shipping_details", "Invoice shipping")
+    _address_fields(SHIP_TO, "Ship to (as the Stripe invoice prints it)")
+    + _address_fields("shipping_details", "Invoice shipping")
     + _address_fields("customer_shipping", "Shipping address")
     + _address_fields("customer_address", "Billing address", with_name=False)
     + [
@@ -217,12 +222,13 @@ def _field(path: str) -> Source:
     return Source(FIELD, path)
 
 
-# Every new merchant starts here: the shipping address, and the billing address when there is none.
+# Every merchant starts here (rows they saved are kept): the delivery goes where Stripe's invoice PDF
+# says, the invoice's shipping details, else the customer's shipping address, else the billing address.
 DEFAULT_MAPPINGS: dict[str, Mapping] = {
-    "delivery.address": Mapping(_field("customer_shipping.address.street"), _field("customer_address.street")),
-    "delivery.city": Mapping(_field("customer_shipping.address.city"), _field("customer_address.city")),
-    "delivery.country": Mapping(_field("customer_shipping.address.country"), _field("customer_address.country")),
-    "delivery.zip": Mapping(_field("customer_shipping.address.postal_code"), _field("customer_address.postal_code")),
+    "delivery.address": Mapping(_field("ship_to.address.street"), _field("customer_address.street")),
+    "delivery.city": Mapping(_field("ship_to.address.city"), _field("customer_address.city")),
+    "delivery.country": Mapping(_field("ship_to.address.country"), _field("customer_address.country")),
+    "delivery.zip": Mapping(_field("ship_to.address.postal_code"), _field("customer_address.postal_code")),
     "delivery.deliveryDate": Mapping(_field("effective_at"), _field("status_transitions.finalized_at")),
     "delivery.deliveryTerms": Mapping(Source()),
     "notes.heading": Mapping(Source()),
@@ -262,8 +268,18 @@ def _lookup(data: Any, path: str) -> Any:
     return data
 
 
+def ship_to(invoice: dict) -> dict | None:
+    """The invoice's own shipping details when they hold an address, else the customer's shipping."""
+    for candidate in (invoice.get("shipping_details"), invoice.get("customer_shipping")):
+        if isinstance(candidate, dict) and any((candidate.get("address") or {}).values()):
+            return candidate
+    return None
+
+
 def read_field(invoice: dict, path: str) -> Any:
-    """The raw value at `path`; `….street` joins line 1 and line 2."""
+    """The raw value at `path`; `….street` joins line 1 and line 2; `ship_to.…` reads `ship_to()`."""
+    if path.startswith(SHIP_TO + "."):
+        invoice = {SHIP_TO: ship_to(invoice)}
     if path.endswith(".street"):
         address = _lookup(invoice, path.rsplit(".", 1)[0]) or {}
         lines = [str(address.get(part)).strip() for part in ("line1", "line2") if address.get(part)]
