@@ -1,18 +1,42 @@
 """A fake of e-conomic's REST API (https://restapi.e-conomic.com) for tests, the demo and benchmarks.
 
-    with FakeEconomic() as fake:          # fake.url == "http://127.0.0.1:<port>"
-        fake.fail_next(1, status=500)     # faults, switchable at run time from any thread
+    with FakeEconomic() as fake:            # fake.url == "http://127.0.0.1:<port>"
+        fake.fail_next(1, status=500)       # faults, switchable at run time from any thread
+        fake.set_sales_account(2, 1, 1070)  # the chart of accounts, changeable from a test
         ...
-        fake.documents("invoices/booked") # what was created
+        fake.documents("invoices/booked")   # what was created
 
-Every POST body is validated against e-conomic's published draft-03 JSON schemas (plus e-conomic's
-own rules the validator does not know: no nulls, `maxDecimal`, `full-date`); errors come back in
-e-conomic's error shape. `Idempotency-Key` replays the first answer. Numbers are assigned the way
-e-conomic does (customers, draft and booked invoices, orders).
+It is meant to be no kinder than e-conomic. Every POST and PUT body is validated against e-conomic's
+published draft-03 JSON schemas (plus e-conomic's own rules the validator does not know: no nulls,
+`maxDecimal`, `full-date`), then against the agreement: a document's customer, currency, layout,
+payment terms, VAT zone and each line's product must exist, as must a customer's currency, group,
+payment terms and VAT zone and a product's group. `vatNumber` on a customer is refused unless the
+agreement (`agreement_country`) is in Sweden, the UK, Germany, Poland or Finland. Such refusals come
+back in e-conomic's annotated shape ("Validation failed. 1 error found.", errorCode E04300, `errors`
+shaped like the request, lines under `lines.items[]` with `arrayIndex`); per-field error codes are
+e-conomic's where published (E06000 not found, E04730, E07080, E07180) and E04300 elsewhere.
+
+VAT is computed as e-conomic computes it, never taken from the body: a line's net is quantity ×
+unitNetPrice less discountPercentage, rounded to 2 decimals; its product's group has a sales account for
+the document's `recipient.vatZone` (`GET /product-groups/{n}/sales-accounts`), that account a VAT code
+(`GET /accounts/{n}` → `vatAccount.vatCode`) and the code a rate (`GET /vat-accounts/{code}`). VAT is
+summed per code and rounded half up per code; a line whose group has no sales account for the zone is
+refused. The seeded chart (`_seed`): groups 1 "Services" and 2 "Goods" at 25 % at home (zone 1) and 0 %
+in zones 2-4, group 3 at 0 % everywhere, groups 4 and 5 OSS sales at 19 % and 25 % in the EU zone only.
+Under payment terms of type `dueDate` the body's `dueDate` is mandatory and kept; under any other the
+fake computes it from `date` and the terms, as e-conomic does, whatever was sent.
+
+Draft invoices and orders can be read, replaced (PUT, totals recomputed) and deleted. Lists page
+(`skippages`, `pagesize` ≤ 1000) and filter (`$eq: $ne: $gt: $gte: $lt: $lte: $like: $in: $nin: $null:`
+joined with `$and:`/`$or:`, grouped with parentheses, `$`-escaped; strings compare case-insensitively;
+`$like:` takes `*` as wildcard and without one means "contains"; `$in:` takes numbers only). Document
+lists carry no `lines`. `Idempotency-Key` on a POST replays the first answer. Numbers are assigned the
+way e-conomic does (customers, draft and booked invoices, orders).
 """
 
 from __future__ import annotations
 
+import calendar
 import json
 import random
 import re
@@ -20,9 +44,12 @@ import socket
 import threading
 import time
 import uuid
-from decimal import ROUND_HALF_UP, Decimal
+from collections.abc import Callable
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jsonschema
 from werkzeug.wrappers import Request, Response
@@ -31,11 +58,40 @@ from .server import ServedDouble
 
 SCHEMAS = Path(__file__).parent / "schemas"
 CENT = Decimal("0.01")
-VAT_RATES = {1: Decimal("0.25"), 2: Decimal("0"), 3: Decimal("0"), 4: Decimal("0.25")}
+HUNDRED = Decimal(100)
+
+DOCUMENT_KINDS = {"invoices/drafts": "draftInvoiceNumber", "orders/drafts": "orderNumber"}
+LISTED_WITHOUT_LINES = ("invoices/drafts", "invoices/booked", "orders/drafts")
+POST_SCHEMAS = {"invoices/drafts": "invoices.drafts.post.schema.json", "invoices/booked": "invoices.booked.post.schema.json",
+                "orders/drafts": "orders.drafts.post.schema.json", "customers": "customers.post.schema.json",
+                "products": "products.post.schema.json"}
+PUT_SCHEMAS = {"invoices/drafts": "invoices.drafts.draftInvoiceNumber.put.schema.json",
+               "orders/drafts": "orders.drafts.orderNumber.put.schema.json"}
+# Reference data: the path and the property that identifies an item (`GET /<path>/<key>`).
+RESOURCE_KEYS = {"customer-groups": "customerGroupNumber", "payment-terms": "paymentTermsNumber", "vat-zones": "vatZoneNumber",
+                 "layouts": "layoutNumber", "currencies": "code", "product-groups": "productGroupNumber", "units": "unitNumber",
+                 "accounts": "accountNumber", "vat-accounts": "vatCode"}
+STRING_KEYED = ("currencies", "vat-accounts")
+
+# `vatNumber` on a customer: "only available to agreements in Sweden, UK, Germany, Poland and Finland".
+VAT_NUMBER_COUNTRIES = {"SE", "GB", "UK", "DE", "PL", "FI"}
+COUNTRY_NAMES = {"DK": "Denmark", "SE": "Sweden", "NO": "Norway", "DE": "Germany", "GB": "United Kingdom",
+                 "UK": "United Kingdom", "PL": "Poland", "FI": "Finland", "NL": "Netherlands"}
+CURRENCIES = (
+    ("DKK", "Danish krone", "208"), ("EUR", "Euro", "978"), ("USD", "US dollar", "840"), ("SEK", "Swedish krona", "752"),
+    ("NOK", "Norwegian krone", "578"), ("GBP", "Pound sterling", "826"), ("CHF", "Swiss franc", "756"),
+    ("PLN", "Polish złoty", "985"), ("JPY", "Japanese yen", "392"), ("KWD", "Kuwaiti dinar", "414"),
+    ("ISK", "Icelandic króna", "352"), ("CZK", "Czech koruna", "203"), ("HUF", "Hungarian forint", "348"),
+    ("CAD", "Canadian dollar", "124"), ("AUD", "Australian dollar", "036"),
+)
 
 
 def _money(value: Decimal) -> float:
     return float(value.quantize(CENT, rounding=ROUND_HALF_UP))
+
+
+def _decimal(value: Any, default: str = "0") -> Decimal:
+    return Decimal(str(value)) if value is not None else Decimal(default)
 
 
 def schema_problems(schema_name: str, body: Any) -> list[str]:
@@ -64,10 +120,228 @@ def schema_problems(schema_name: str, body: Any) -> list[str]:
     return problems
 
 
+# -- filters ------------------------------------------------------------------------------------------
+
+class FilterError(ValueError):
+    """A `filter=` e-conomic would answer 400 to."""
+
+
+FILTER_ESCAPABLE = "$(),*[]"
+_FILTER_OPERATOR = re.compile(r"\$(eq|ne|gte|gt|lte|lt|like|nin|in|and|or|null):")
+_COMPARISONS = ("eq", "ne", "gt", "gte", "lt", "lte", "like", "in", "nin")
+IN_LIST_LIMIT = 200
+
+
+def _filter_tokens(text: str) -> list[tuple]:
+    """("char", c, escaped) for each character, ("op", name) for each `$name:`, ("(",) and (")",)."""
+    tokens: list[tuple] = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "$":
+            if text[index + 1:index + 2] and text[index + 1] in FILTER_ESCAPABLE:
+                tokens.append(("char", text[index + 1], True))
+                index += 2
+                continue
+            match = _FILTER_OPERATOR.match(text, index)
+            if not match:
+                raise FilterError(f"Unknown operator or escape sequence at {text[index:index + 8]!r}.")
+            tokens.append(("op", match.group(1)))
+            index = match.end()
+            continue
+        tokens.append((char,) if char in "()" else ("char", char, False))
+        index += 1
+    return tokens
+
+
+def _field_value(item: dict, path: str) -> Any:
+    current: Any = item
+    for part in path.split("."):
+        current = current.get(part) if isinstance(current, dict) else None
+    return current
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _order(actual: Any, wanted: str) -> int:
+    """-1, 0 or 1 as `actual` sorts before, with or after the filter's `wanted` text."""
+    if isinstance(actual, (dict, list)):
+        raise FilterError("Only simple properties can be filtered on.")
+    if isinstance(actual, (int, float)) and not isinstance(actual, bool):
+        try:
+            left, right = Decimal(str(actual)), Decimal(wanted)
+        except InvalidOperation:
+            raise FilterError(f"{wanted!r} is not a number.") from None
+    else:
+        left, right = _as_text(actual).casefold(), wanted.casefold()
+    return (left > right) - (left < right)
+
+
+def _predicate(field: str, operator: str, value: list[tuple]) -> Callable[[dict], bool]:
+    null = ("op", "null")
+
+    def text_of(tokens):
+        if null in tokens:
+            if tokens != [null]:
+                raise FilterError("$null: stands alone as a value.")
+            return None
+        return "".join(token[1] for token in tokens)
+
+    if operator in ("in", "nin"):
+        if not value or value[0] != ("char", "[", False) or value[-1] != ("char", "]", False):
+            raise FilterError(f"${operator}: takes a list in brackets: {field}${operator}:[1,2,3].")
+        elements, current = [], []
+        for token in value[1:-1]:
+            if token == ("char", ",", False):
+                elements.append(current)
+                current = []
+            else:
+                current.append(token)
+        elements.append(current)
+        wanted = [text_of(element) for element in elements]
+        if len(wanted) > IN_LIST_LIMIT:
+            raise FilterError(f"${operator}: takes at most {IN_LIST_LIMIT} values.")
+        for item in wanted:
+            try:
+                if item is not None:
+                    Decimal(item)
+            except InvalidOperation:
+                raise FilterError(f"${operator}: works on numeric properties only ({item!r} is not a number).") from None
+
+        def test(item: dict) -> bool:
+            actual = _field_value(item, field)
+            found = any(actual is None if w is None else actual is not None and _order(actual, w) == 0 for w in wanted)
+            return found if operator == "in" else not found
+        return test
+
+    wanted = text_of(value)
+    if wanted is None:
+        if operator not in ("eq", "ne"):
+            raise FilterError("$null: works with $eq: and $ne: only.")
+        return lambda item: (_field_value(item, field) is None) == (operator == "eq")
+    if operator == "like":
+        if any(token == ("char", "*", False) for token in value):
+            pattern = "".join(".*" if token == ("char", "*", False) else re.escape(token[1]) for token in value)
+        else:  # no wildcard: "contains"
+            pattern = ".*" + re.escape(wanted) + ".*"
+        regex = re.compile(pattern, re.IGNORECASE | re.DOTALL)
+
+        def like(item: dict) -> bool:
+            actual = _field_value(item, field)
+            return actual is not None and not isinstance(actual, (dict, list)) and regex.fullmatch(_as_text(actual)) is not None
+        return like
+
+    accept = {"eq": lambda o: o == 0, "ne": lambda o: o != 0, "gt": lambda o: o > 0, "gte": lambda o: o >= 0,
+              "lt": lambda o: o < 0, "lte": lambda o: o <= 0}[operator]
+
+    def compare(item: dict) -> bool:
+        actual = _field_value(item, field)
+        if actual is None:
+            return operator == "ne"
+        return accept(_order(actual, wanted))
+    return compare
+
+
+def parse_filter(text: str) -> Callable[[dict], bool]:
+    """e-conomic's `filter=` syntax as a test on one item; `$and:` binds tighter than `$or:`."""
+    tokens = _filter_tokens(text)
+    position = 0
+
+    def peek():
+        return tokens[position] if position < len(tokens) else None
+
+    def joined(operator, part):
+        nonlocal position
+        tests = [part()]
+        while peek() == ("op", operator):
+            position += 1
+            tests.append(part())
+        if len(tests) == 1:
+            return tests[0]
+        return (lambda item: any(t(item) for t in tests)) if operator == "or" else (lambda item: all(t(item) for t in tests))
+
+    def either():
+        return joined("or", both)
+
+    def both():
+        return joined("and", atom)
+
+    def atom():
+        nonlocal position
+        if peek() == ("(",):
+            position += 1
+            test = either()
+            if peek() != (")",):
+                raise FilterError("A parenthesis is not closed.")
+            position += 1
+            return test
+        field = ""
+        while (token := peek()) and token[0] == "char":
+            field += token[1]
+            position += 1
+        operator = peek()
+        if not field or not operator or operator[0] != "op" or operator[1] not in _COMPARISONS:
+            raise FilterError("Each predicate is a property, an operator and a value: name$eq:Joe.")
+        position += 1
+        value = []
+        while (token := peek()) and (token[0] == "char" or token == ("op", "null")):
+            value.append(token)
+            position += 1
+        return _predicate(field.strip(), operator[1], value)
+
+    test = either()
+    if position != len(tokens):
+        raise FilterError("The filter has a stray parenthesis or operator.")
+    return test
+
+
+# -- annotated errors ---------------------------------------------------------------------------------
+
+_NO_VALUE = object()
+
+
+class ValidationErrors:
+    """e-conomic's annotated errors: the request's shape, each failing property holding its `errors`."""
+
+    def __init__(self) -> None:
+        self.tree: dict = {}
+        self.count = 0
+
+    def add(self, field: str, message: str, *, code: str = "E04300", value: Any = _NO_VALUE, hint: str | None = None,
+            line: int | None = None) -> None:
+        node = self.tree
+        if line is not None:
+            items = self.tree.setdefault("lines", {}).setdefault("items", [])
+            node = next((item for item in items if item["arrayIndex"] == line), None)
+            if node is None:
+                node = {"arrayIndex": line}
+                items.append(node)
+        *parents, leaf = field.split(".")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        error = {"propertyName": leaf, "errorMessage": message, "errorCode": code}
+        if value is not _NO_VALUE and value is not None:
+            error["inputValue"] = value
+        if hint:
+            error["developerHint"] = hint
+        node.setdefault(leaf, {}).setdefault("errors", []).append(error)
+        self.count += 1
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+
 class FakeEconomic(ServedDouble):
-    def __init__(self, app_secret_token: str = "app", agreement_grant_token: str = "grant", seed: int = 7) -> None:
+    def __init__(self, app_secret_token: str = "app", agreement_grant_token: str = "grant", seed: int = 7,
+                 agreement_country: str = "DK", base_currency: str = "DKK") -> None:
         self.app_secret_token = app_secret_token
         self.agreement_grant_token = agreement_grant_token
+        self.agreement_country = agreement_country.upper()
+        self.base_currency = base_currency
         self.lock = threading.RLock()
         self.random = random.Random(seed)
         self.requests: list[dict] = []
@@ -82,17 +356,50 @@ class FakeEconomic(ServedDouble):
             "customers": {}, "products": {}, "invoices/drafts": {}, "invoices/booked": {}, "orders/drafts": {},
         }
         self.numbers = {"customers": 1000, "invoices/drafts": 0, "invoices/booked": 20000, "orders/drafts": 0}
-        self.lists = {
-            "customer-groups": [{"customerGroupNumber": 1, "name": "Domestic customers"}, {"customerGroupNumber": 2, "name": "Foreign customers"}],
-            "payment-terms": [{"paymentTermsNumber": 1, "name": "Net 14 days", "daysOfCredit": 14, "paymentTermsType": "net"}],
-            "vat-zones": [{"vatZoneNumber": n, "name": name, "enabledForCustomer": True, "enabledForSupplier": True}
-                          for n, name in ((1, "Domestic"), (2, "EU"), (3, "Abroad"), (4, "Domestic (exempt)"))],
-            "layouts": [{"layoutNumber": 19, "name": "Standard invoice layout"}],
-            "currencies": [{"code": c, "name": n, "isoNumber": i} for c, n, i in (("DKK", "Danish krone", "208"), ("EUR", "Euro", "978"), ("USD", "US dollar", "840"))],
-            "product-groups": [{"productGroupNumber": 1, "name": "Services"}, {"productGroupNumber": 2, "name": "Goods"}],
-            "units": [{"unitNumber": 1, "name": "pcs."}],
-        }
+        self.resources: dict[str, dict[Any, dict]] = {kind: {} for kind in RESOURCE_KEYS}
+        self.sales_accounts: dict[int, dict[int, int]] = {}  # product group → VAT zone → sales account
         self.serve(self.wsgi)
+        self._seed()
+
+    def _seed(self) -> None:
+        def put(kind, item):
+            self.resources[kind][item[RESOURCE_KEYS[kind]]] = {**item, "self": f"{self.url}/{kind}/{item[RESOURCE_KEYS[kind]]}"}
+
+        for number, name in ((1, "Domestic customers"), (2, "Foreign customers")):
+            put("customer-groups", {"customerGroupNumber": number, "name": name, "customers": f"{self.url}/customer-groups/{number}/customers"})
+        put("payment-terms", {"paymentTermsNumber": 1, "name": "Net 14 days", "daysOfCredit": 14, "paymentTermsType": "net"})
+        put("payment-terms", {"paymentTermsNumber": 2, "name": "Due date", "paymentTermsType": "dueDate"})
+        for number, name in ((1, "Domestic"), (2, "EU"), (3, "Abroad"), (4, "Domestic (exempt)")):
+            put("vat-zones", {"vatZoneNumber": number, "name": name, "enabledForCustomer": True, "enabledForSupplier": True})
+        put("layouts", {"layoutNumber": 19, "name": "Standard invoice layout"})
+        for code, name, iso_number in CURRENCIES:
+            put("currencies", {"code": code, "name": name, "isoNumber": iso_number})
+        put("units", {"unitNumber": 1, "name": "pcs.", "products": f"{self.url}/units/1/products"})
+
+        # The chart of accounts: VAT ledger accounts, VAT codes, sales accounts, product groups.
+        self.add_account(14261, "Salgsmoms", account_type="status")
+        self.add_account(14265, "Moms af OSS-salg", account_type="status")
+        self.add_vat_account("U25", 25, "Salgsmoms 25 %", account=14261)
+        self.add_vat_account("OSSDE", 19, "OSS-moms Tyskland 19 %", account=14265)
+        self.add_vat_account("OSSSE", 25, "OSS-moms Sverige 25 %", account=14265)
+        self.add_account(1010, "Salg af varer/ydelser m/moms", vat_code="U25")
+        self.add_account(1020, "Salg af ydelser til EU (omvendt betalingspligt)")
+        self.add_account(1030, "Salg til udlandet")
+        self.add_account(1040, "Momsfritaget salg")
+        self.add_account(1050, "OSS-salg Tyskland 19 %", vat_code="OSSDE")
+        self.add_account(1060, "OSS-salg Sverige 25 %", vat_code="OSSSE")
+        self.add_account(1090, "Øreafrunding")
+        for number, name in ((1, "Services"), (2, "Goods")):
+            self.add_product_group(number, name)
+            for zone, account in ((1, 1010), (2, 1020), (3, 1030), (4, 1040)):
+                self.set_sales_account(number, zone, account)
+        self.add_product_group(3, "Rounding and fees (no VAT)")
+        for zone in (1, 2, 3, 4):
+            self.set_sales_account(3, zone, 1090)
+        self.add_product_group(4, "OSS Germany")
+        self.set_sales_account(4, 2, 1050)
+        self.add_product_group(5, "OSS Sweden")
+        self.set_sales_account(5, 2, 1060)
 
     # -- faults -----------------------------------------------------------------------------------------
 
@@ -133,6 +440,69 @@ class FakeEconomic(ServedDouble):
             self.store["products"][number] = product
             return product
 
+    # -- the chart of accounts --------------------------------------------------------------------------
+
+    def add_vat_account(self, code: str, rate: Decimal | float | int | str, name: str | None = None,
+                        account: int = 14261) -> dict:
+        """A VAT code (`GET /vat-accounts/{code}`) at `rate` percent, posting its VAT to ledger `account`."""
+        with self.lock:
+            if len(code) > 5:
+                raise ValueError(f"VAT code {code!r}: e-conomic's codes have at most 5 characters.")
+            if account not in self.resources["accounts"]:
+                raise ValueError(f"Account {account} is not in the chart; add it first.")
+            item = {"vatCode": code, "name": (name or f"{code} {rate} %")[:40], "ratePercentage": float(Decimal(str(rate))),
+                    "vatType": {"vatTypeNumber": 1, "name": "Salgsmoms", "self": f"{self.url}/vat-types/1"},
+                    "account": {"accountNumber": account, "self": f"{self.url}/accounts/{account}"},
+                    "self": f"{self.url}/vat-accounts/{code}"}
+            self.resources["vat-accounts"][code] = item
+            return item
+
+    def add_account(self, number: int, name: str, vat_code: str | None = None, account_type: str = "profitAndLoss") -> dict:
+        """An account in the chart (`GET /accounts/{number}`), with the VAT code sales on it carry, if any."""
+        with self.lock:
+            if vat_code is not None and vat_code not in self.resources["vat-accounts"]:
+                raise ValueError(f"VAT code {vat_code!r} does not exist; add it with add_vat_account first.")
+            item = {"accountNumber": number, "accountType": account_type, "balance": 0.0, "draftBalance": 0.0,
+                    "debitCredit": "credit", "name": name[:125], "accountingYears": f"{self.url}/accounts/{number}/accounting-years",
+                    "self": f"{self.url}/accounts/{number}"}
+            if vat_code is not None:
+                item["vatAccount"] = {"vatCode": vat_code, "self": f"{self.url}/vat-accounts/{vat_code}"}
+            self.resources["accounts"][number] = item
+            return item
+
+    def add_product_group(self, number: int, name: str) -> dict:
+        """A product group with no sales accounts yet (give it some with `set_sales_account`)."""
+        with self.lock:
+            base = f"{self.url}/product-groups/{number}"
+            item = {"productGroupNumber": number, "name": name[:50], "salesAccounts": f"{base}/sales-accounts",
+                    "products": f"{base}/products", "self": base}
+            self.resources["product-groups"][number] = item
+            self.sales_accounts.setdefault(number, {})
+            return item
+
+    def set_sales_account(self, group: int, zone: int, account: int | None) -> None:
+        """Sales in VAT `zone` of products in `group` go to `account` (None: the group has none for the zone)."""
+        with self.lock:
+            if group not in self.resources["product-groups"]:
+                raise ValueError(f"Product group {group} does not exist; add it with add_product_group first.")
+            if zone not in self.resources["vat-zones"]:
+                raise ValueError(f"VAT zone {zone} does not exist.")
+            if account is None:
+                self.sales_accounts[group].pop(zone, None)
+                return
+            if account not in self.resources["accounts"]:
+                raise ValueError(f"Account {account} is not in the chart; add it with add_account first.")
+            self.sales_accounts[group][zone] = account
+
+    def vat_rate(self, group: int, zone: int) -> Decimal | None:
+        """The VAT percentage sales of `group` in `zone` carry, None when the group has no account there."""
+        with self.lock:
+            account = self.sales_accounts.get(group, {}).get(zone)
+            if account is None:
+                return None
+            code = (self.resources["accounts"][account].get("vatAccount") or {}).get("vatCode")
+            return Decimal(str(self.resources["vat-accounts"][code]["ratePercentage"])) if code else Decimal(0)
+
     # -- the HTTP side ----------------------------------------------------------------------------------
 
     def wsgi(self, environ, start_response):
@@ -140,15 +510,23 @@ class FakeEconomic(ServedDouble):
         response = self.handle(request, environ)
         return response(environ, start_response)
 
-    def _error(self, status: int, message: str, errors: dict | None = None, **headers) -> Response:
-        body = {"message": message, "errorCode": f"E{status:03d}00", "developerHint": message,
+    def _error(self, status: int, message: str, errors: dict | None = None, *, error_code: str | None = None,
+               hint: str | None = None, extra: dict | None = None, **headers) -> Response:
+        body = {"message": message, "errorCode": error_code or f"E{status:03d}00", "developerHint": hint or message,
                 "logId": uuid.uuid4().hex[:16], "httpStatusCode": status, "logTime": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if errors:
             body["errors"] = errors
+        body.update(extra or {})
         response = Response(json.dumps(body), status=status, mimetype="application/json")
         for name, value in headers.items():
             response.headers[name.replace("_", "-")] = str(value)
         return response
+
+    def _invalid(self, errors: ValidationErrors) -> Response:
+        count = errors.count
+        return self._error(400, f"Validation failed. {count} error{'' if count == 1 else 's'} found.", errors.tree,
+                           error_code="E04300", hint="Inspect validation errors and correct your request.",
+                           extra={"errorCount": count})
 
     def _json(self, value, status: int = 200) -> Response:
         response = Response(json.dumps(value), status=status, mimetype="application/json")
@@ -202,43 +580,83 @@ class FakeEconomic(ServedDouble):
     def route(self, request: Request, body) -> Response:
         path = request.path.strip("/")
         method = request.method
+        parts = path.split("/")
         if path == "self" and method == "GET":
-            return self._json({"agreementNumber": 123456, "company": {"name": "Fake ApS"}, "self": f"{self.url}/self"})
-        if path in self.lists and method == "GET":
-            return self._collection(request, self.lists[path])
+            return self._json(self._self())
+        if parts[0] in self.resources and method == "GET":
+            with self.lock:
+                if len(parts) == 1:
+                    return self._collection(request, [item for _, item in sorted(self.resources[path].items())])
+                key = parts[1].upper() if parts[0] == "currencies" else parts[1]
+                if parts[0] not in STRING_KEYED:
+                    key = int(key) if key.isdigit() else None
+                item = self.resources[parts[0]].get(key)
+                if len(parts) == 3 and parts[0] == "product-groups" and parts[2] == "sales-accounts" and item:
+                    return self._collection(request, self._sales_accounts(key))
+                if len(parts) == 2 and item:
+                    return self._json(item)
+                return self._error(404, f"No {parts[0]} {parts[1]}.")
         for kind in ("invoices/drafts", "invoices/booked", "orders/drafts", "customers", "products"):
             if path == kind:
                 if method == "GET":
-                    return self._collection(request, self.documents(kind))
+                    with self.lock:
+                        items = [item for _, item in sorted(self.store[kind].items())]
+                        if kind in LISTED_WITHOUT_LINES:
+                            items = [{k: v for k, v in item.items() if k != "lines"} for item in items]
+                        return self._collection(request, items)
                 if method == "POST":
                     return self._create(kind, request, body)
-            if path.startswith(kind + "/") and method == "GET":
+            if path.startswith(kind + "/"):
                 key = path[len(kind) + 1:]
+                if kind != "products":
+                    key = int(key) if key.isdigit() else None
                 with self.lock:
-                    item = self.store[kind].get(int(key) if key.isdigit() and kind != "products" else key)
-                return self._json(item) if item else self._error(404, f"No {kind} {key}.")
+                    item = self.store[kind].get(key)
+                    if item is None and method in ("GET", "PUT", "DELETE"):
+                        return self._error(404, f"No {kind} {path[len(kind) + 1:]}.")
+                    if method == "GET":
+                        return self._json(item)
+                    if method == "PUT" and kind in DOCUMENT_KINDS:
+                        return self._update_document(kind, key, body)
+                    if method == "DELETE" and kind in DOCUMENT_KINDS:
+                        del self.store[kind][key]
+                        return Response(b"", status=204)
         return self._error(404, f"{method} /{path} is not served by the fake.")
 
+    def _self(self) -> dict:
+        country = COUNTRY_NAMES.get(self.agreement_country, self.agreement_country)
+        return {"agreementNumber": 123456,
+                "company": {"name": "Fake ApS", "addressLine1": "Fakevej 1", "zip": "1000", "city": "København K",
+                            "country": country, "companyIdentificationNumber": "12345678"},
+                "settings": {"baseCurrency": self.base_currency},
+                "self": f"{self.url}/self"}
+
+    def _sales_accounts(self, group: int) -> list[dict]:
+        pairs = sorted(self.sales_accounts.get(group, {}).items(), key=lambda pair: (pair[1], pair[0]))
+        return [{"salesAccount": self.resources["accounts"][account], "vatZone": self.resources["vat-zones"][zone]}
+                for zone, account in pairs]
+
     def _collection(self, request: Request, items: list[dict]) -> Response:
+        everything = len(items)
         wanted = request.args.get("filter")
         if wanted:
-            items = [item for item in items if all(self._matches(item, clause) for clause in wanted.split("$and:"))]
-        pagesize = min(int(request.args.get("pagesize", 20)), 1000)
-        skip = int(request.args.get("skippages", 0))
+            try:
+                test = parse_filter(wanted)
+                items = [item for item in items if test(item)]
+            except FilterError as problem:
+                return self._error(400, f"The filter is not valid: {problem}", error_code="E04000",
+                                   hint="See https://restdocs.e-conomic.com/#filtering for the filter syntax.")
+        try:
+            pagesize = min(int(request.args.get("pagesize", 20)), 1000)
+            skip = int(request.args.get("skippages", 0))
+        except ValueError:
+            return self._error(400, "skippages and pagesize are whole numbers.")
         page = items[skip * pagesize:(skip + 1) * pagesize]
-        return self._json({"collection": page, "pagination": {
-            "skipPages": skip, "pageSize": pagesize, "maxPageSizeAllowed": 1000, "results": len(items),
-            "resultsWithoutFilter": len(items), "firstPage": request.base_url, "lastPage": request.base_url,
-        }, "self": request.url})
-
-    @staticmethod
-    def _matches(item: dict, clause: str) -> bool:
-        field, _, value = clause.partition("$eq:")
-        value = re.sub(r"\$(.)", r"\1", value)  # unescape e-conomic's $-escapes
-        current: Any = item
-        for part in field.split("."):
-            current = current.get(part) if isinstance(current, dict) else None
-        return str(current) == value
+        pagination = {"skipPages": skip, "pageSize": pagesize, "maxPageSizeAllowed": 1000, "results": len(items),
+                      "resultsWithoutFilter": everything, "firstPage": request.base_url, "lastPage": request.base_url}
+        if (skip + 1) * pagesize < len(items):
+            pagination["nextPage"] = f"{request.base_url}?skippages={skip + 1}&pagesize={pagesize}"
+        return self._json({"collection": page, "pagination": pagination, "self": request.url})
 
     def _create(self, kind: str, request: Request, body) -> Response:
         key = request.headers.get("Idempotency-Key")
@@ -248,10 +666,7 @@ class FakeEconomic(ServedDouble):
                 response = Response(text, status=status, mimetype="application/json")
                 response.headers["X-ResultFromCache"] = "true"
                 return response
-            schema = {"invoices/drafts": "invoices.drafts.post.schema.json", "invoices/booked": "invoices.booked.post.schema.json",
-                      "orders/drafts": "orders.drafts.post.schema.json", "customers": "customers.post.schema.json",
-                      "products": "products.post.schema.json"}[kind]
-            problems = schema_problems(schema, body)
+            problems = schema_problems(POST_SCHEMAS[kind], body)
             if problems:
                 return self._error(400, "Validation exception.", {"schema": {"errors": [{"errorMessage": p} for p in problems]}})
             if kind == "invoices/booked":
@@ -259,7 +674,7 @@ class FakeEconomic(ServedDouble):
             elif kind in ("customers", "products"):
                 result = self._create_master(kind, body)
             else:
-                result = self._create_document(kind, body)
+                result = self._save_document(kind, body)
             if isinstance(result, Response):
                 return result
             text = json.dumps(result)
@@ -267,8 +682,34 @@ class FakeEconomic(ServedDouble):
                 self._idempotent[(kind, key)] = (201, text)
             return Response(text, status=201, mimetype="application/json")
 
+    # -- reference checks -------------------------------------------------------------------------------
+
+    def _reference(self, errors: ValidationErrors, kind: str, field: str, value: Any, label: str,
+                   code: str = "E06000") -> dict | None:
+        """The `kind` item `value` names, or an error on `field` when there is none."""
+        key = value.upper() if kind == "currencies" and isinstance(value, str) else value
+        item = self.resources[kind].get(key)
+        if item is None:
+            message = f"Property {field} is required." if value is None else f"{label} '{value}' not found."
+            errors.add(field, message, code=code, value=value,
+                       hint=f"Find a list of {kind.replace('-', ' ')} at https://restapi.e-conomic.com/{kind} .")
+        return dict(item) if item else None
+
     def _create_master(self, kind: str, body: dict):
+        errors = ValidationErrors()
         if kind == "customers":
+            self._reference(errors, "currencies", "currency", body.get("currency"), "Currency")
+            self._reference(errors, "customer-groups", "customerGroup", (body.get("customerGroup") or {}).get("customerGroupNumber"), "CustomerGroup")
+            self._reference(errors, "payment-terms", "paymentTerms", (body.get("paymentTerms") or {}).get("paymentTermsNumber"), "PaymentTerms", "E07080")
+            self._reference(errors, "vat-zones", "vatZone", (body.get("vatZone") or {}).get("vatZoneNumber"), "VatZone")
+            if "layout" in body:
+                self._reference(errors, "layouts", "layout", (body.get("layout") or {}).get("layoutNumber"), "Layout")
+            if "vatNumber" in body and self.agreement_country not in VAT_NUMBER_COUNTRIES:
+                errors.add("vatNumber", "vatNumber is only available to agreements in Sweden, UK, Germany, Poland and "
+                           "Finland. Use corporateIdentificationNumber.", value=body["vatNumber"],
+                           hint="On other agreements the customer's VAT or company number goes in corporateIdentificationNumber.")
+            if errors:
+                return self._invalid(errors)
             number = body.get("customerNumber")
             if number is None:
                 self.numbers["customers"] += 1
@@ -278,33 +719,144 @@ class FakeEconomic(ServedDouble):
             item = {**body, "customerNumber": number, "self": f"{self.url}/customers/{number}"}
             self.store["customers"][number] = item
             return item
+        self._reference(errors, "product-groups", "productGroup", (body.get("productGroup") or {}).get("productGroupNumber"), "ProductGroup")
+        if errors:
+            return self._invalid(errors)
         number = body["productNumber"]
         if number in self.store["products"]:
             return self._error(400, f"Product {number} exists already.")
-        item = {**body, "self": f"{self.url}/products/{number}"}
+        item = {**body, "self": f"{self.url}/products/{quote(number, safe='')}"}
         self.store["products"][number] = item
         return item
 
-    def _totals(self, body: dict) -> dict:
-        net = Decimal(0)
-        for line in body.get("lines") or []:
-            amount = Decimal(str(line.get("quantity", 1))) * Decimal(str(line.get("unitNetPrice", 0)))
-            amount -= amount * Decimal(str(line.get("discountPercentage", 0))) / 100
-            net += amount.quantize(CENT, rounding=ROUND_HALF_UP)
-        zone = ((body.get("recipient") or {}).get("vatZone") or {}).get("vatZoneNumber", 1)
-        vat = (net * VAT_RATES.get(zone, Decimal(0))).quantize(CENT, rounding=ROUND_HALF_UP)
-        return {"netAmount": _money(net), "vatAmount": _money(vat), "grossAmount": _money(net + vat)}
+    # -- documents: totals, due date, create, update ----------------------------------------------------
 
-    def _create_document(self, kind: str, body: dict):
-        customer = (body.get("customer") or {}).get("customerNumber")
-        if customer not in self.store["customers"]:
-            return self._error(400, f"Customer {customer} does not exist.", {"customer": {"errors": [{"errorMessage": "The customer does not exist."}]}})
-        self.numbers[kind] += 1
-        number = self.numbers[kind]
-        field = "orderNumber" if kind == "orders/drafts" else "draftInvoiceNumber"
-        document = {**body, field: number, **self._totals(body), "self": f"{self.url}/{kind}/{number}"}
+    def _line_vat_code(self, product_number: str, zone: int) -> tuple[str | None, str | None]:
+        """The VAT code a line of this product carries in `zone`, or why there is none to be had."""
+        product = self.store["products"].get(product_number)
+        if product is None:
+            return None, f"Product '{product_number}' not found."
+        group = (product.get("productGroup") or {}).get("productGroupNumber")
+        account = self.sales_accounts.get(group, {}).get(zone)
+        if account is None:
+            zone_name = self.resources["vat-zones"][zone]["name"]
+            return None, (f"Product group {group} has no sales account for VAT zone {zone} ({zone_name}), "
+                          f"so the VAT of product '{product_number}' cannot be determined.")
+        return (self.resources["accounts"][account].get("vatAccount") or {}).get("vatCode"), None
+
+    def _totals(self, body: dict, zone: int | None, errors: ValidationErrors) -> tuple[list[Decimal], dict]:
+        """Each line's net, and the document's net, VAT (summed and rounded per VAT code) and gross."""
+        line_nets: list[Decimal] = []
+        net_by_code: dict[str, Decimal] = {}
+        for index, line in enumerate(body.get("lines") or []):
+            product_number = (line.get("product") or {}).get("productNumber")
+            if product_number is not None and line.get("quantity") is None:
+                errors.add("quantity", "Property quantity must have a value when product is set.", code="E04730",
+                           hint="Please check your request data.", line=index)
+            amount = _decimal(line.get("quantity")) * _decimal(line.get("unitNetPrice"))
+            net = (amount * (HUNDRED - _decimal(line.get("discountPercentage"))) / HUNDRED).quantize(CENT, rounding=ROUND_HALF_UP)
+            line_nets.append(net)
+            if product_number is None:
+                if net:
+                    errors.add("product", "A line with an amount must name a product: its product group gives the line's VAT.",
+                               line=index)
+                continue
+            if zone is None:
+                continue
+            code, problem = self._line_vat_code(str(product_number), zone)
+            if problem:
+                errors.add("product", problem, code="E06000" if "not found" in problem else "E04300", value=product_number,
+                           hint="Find a list of products at https://restapi.e-conomic.com/products .", line=index)
+            elif code is not None:
+                net_by_code[code] = net_by_code.get(code, Decimal(0)) + net
+        net_total = sum(line_nets, Decimal(0))
+        vat = Decimal(0)
+        for code, amount in net_by_code.items():
+            rate = Decimal(str(self.resources["vat-accounts"][code]["ratePercentage"]))
+            vat += (amount * rate / HUNDRED).quantize(CENT, rounding=ROUND_HALF_UP)
+        totals = {"netAmount": _money(net_total), "vatAmount": _money(vat), "grossAmount": _money(net_total + vat),
+                  "roundingAmount": 0.0}
+        return line_nets, totals
+
+    @staticmethod
+    def _due_date(body: dict, terms: dict, issued: date | None, errors: ValidationErrors) -> str | None:
+        """The sender's dueDate under terms of type dueDate (where it is mandatory), otherwise e-conomic's own."""
+        kind = str(terms.get("paymentTermsType") or "").lower()
+        if kind == "duedate":
+            if not body.get("dueDate"):
+                errors.add("dueDate", "dueDate is mandatory when the payment terms are of type dueDate.",
+                           hint="Send dueDate, or use payment terms of another type.")
+            return body.get("dueDate")
+        if issued is None:
+            return None
+        start = issued
+        if kind == "invoicemonth":
+            start = issued.replace(day=calendar.monthrange(issued.year, issued.month)[1])
+        return (start + timedelta(days=terms.get("daysOfCredit") or 0)).isoformat()
+
+    def _save_document(self, kind: str, body: dict, number: int | None = None):
+        """Check a draft invoice or order against the agreement, compute what e-conomic computes, store it."""
+        errors = ValidationErrors()
+        customer_number = (body.get("customer") or {}).get("customerNumber")
+        if customer_number not in self.store["customers"]:
+            errors.add("customer", f"Customer '{customer_number}' not found.", code="E06000", value=customer_number,
+                       hint="Find a list of customers at https://restapi.e-conomic.com/customers .")
+        self._reference(errors, "currencies", "currency", body.get("currency"), "Currency")
+        layout = self._reference(errors, "layouts", "layout", (body.get("layout") or {}).get("layoutNumber"), "Layout")
+        sent_terms = body.get("paymentTerms") or {}
+        terms = self._reference(errors, "payment-terms", "paymentTerms", sent_terms.get("paymentTermsNumber"), "PaymentTerms", "E07080")
+        if terms and sent_terms.get("paymentTermsType") not in (None, terms["paymentTermsType"]):
+            errors.add("paymentTermsType", "Payment terms type does not match the type on the payment terms specified.",
+                       code="E07180", value=sent_terms["paymentTermsType"],
+                       hint="Either specify the matching payment terms type for the payment terms in question, or omit the property.")
+        recipient = body.get("recipient") or {}
+        zone_number = (recipient.get("vatZone") or {}).get("vatZoneNumber")
+        zone = self._reference(errors, "vat-zones", "recipient.vatZone", zone_number, "VatZone")
+        issued = None
+        try:
+            issued = date.fromisoformat(body["date"]) if body.get("date") else None
+        except ValueError:
+            errors.add("date", f"'{body['date']}' is not a valid date.", value=body["date"])
+        if body.get("date") is None:
+            errors.add("date", "Property date is required.")
+        due = self._due_date(body, terms, issued, errors) if terms else None
+        line_nets, totals = self._totals(body, zone_number if zone else None, errors)
+        if errors:
+            return self._invalid(errors)
+
+        if number is None:
+            self.numbers[kind] += 1
+            number = self.numbers[kind]
+        lines = []
+        for line, net in zip(body.get("lines") or [], line_nets):
+            line = {**line, "totalNetAmount": _money(net)}
+            if "product" in line:
+                product_number = str(line["product"]["productNumber"])
+                line["product"] = {"productNumber": product_number, "self": f"{self.url}/products/{quote(product_number, safe='')}"}
+            lines.append(line)
+        document = {k: v for k, v in body.items() if k not in ("dueDate", "lines")}
+        document.update({
+            DOCUMENT_KINDS[kind]: number,
+            "customer": {"customerNumber": customer_number, "self": f"{self.url}/customers/{customer_number}"},
+            "layout": {"layoutNumber": layout["layoutNumber"], "self": layout["self"]},
+            "paymentTerms": {k: terms[k] for k in ("paymentTermsNumber", "daysOfCredit", "name", "paymentTermsType", "self") if k in terms},
+            "recipient": {**recipient, "vatZone": zone},
+            **totals,
+            "self": f"{self.url}/{kind}/{number}",
+        })
+        if due:
+            document["dueDate"] = due
+        if lines:
+            document["lines"] = lines
         self.store[kind][number] = document
         return document
+
+    def _update_document(self, kind: str, number: int, body) -> Response:
+        problems = schema_problems(PUT_SCHEMAS[kind], body)
+        if problems:
+            return self._error(400, "Validation exception.", {"schema": {"errors": [{"errorMessage": p} for p in problems]}})
+        result = self._save_document(kind, body, number)
+        return result if isinstance(result, Response) else self._json(result)
 
     def _book(self, body: dict):
         draft_number = ((body or {}).get("draftInvoice") or {}).get("draftInvoiceNumber")
