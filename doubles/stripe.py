@@ -54,6 +54,8 @@ class FakeStripe(ServedDouble):
         self.lines: dict[str, list[dict]] = {}
         self.customers: dict[str, dict] = {}
         self.products: dict[str, dict] = {}
+        tax_rate = example("tax_rate")
+        self.tax_rates: dict[str, dict] = {tax_rate["id"]: tax_rate}
         self.requests: list[dict] = []
         self.serve(self.wsgi)
 
@@ -68,6 +70,11 @@ class FakeStripe(ServedDouble):
         with self.lock:
             self.products[product["id"]] = copy.deepcopy(product)
         return product
+
+    def add_tax_rate(self, tax_rate: dict) -> dict:
+        with self.lock:
+            self.tax_rates[tax_rate["id"]] = copy.deepcopy(tax_rate)
+        return tax_rate
 
     def add_invoice(self, invoice: dict, customer: dict | None = None, products: list[dict] = ()) -> dict:
         """Store an invoice (and its customer and products); its lines may be any number."""
@@ -101,6 +108,11 @@ class FakeStripe(ServedDouble):
                          "total_count": len(lines), "url": f"/v1/invoices/{invoice['id']}/lines"}
         if "customer" in expand and view.get("customer") in self.customers:
             view["customer"] = copy.deepcopy(self.customers[view["customer"]])
+        if "total_taxes.tax_rate_details.tax_rate" in expand:
+            for tax in view.get("total_taxes") or []:
+                details = tax.get("tax_rate_details") or {}
+                if isinstance(details.get("tax_rate"), str) and details["tax_rate"] in self.tax_rates:
+                    details["tax_rate"] = copy.deepcopy(self.tax_rates[details["tax_rate"]])
         return view
 
     def handle(self, request: Request) -> Response:
@@ -129,6 +141,11 @@ class FakeStripe(ServedDouble):
             if parts[:2] == ["v1", "customers"] and len(parts) == 3:
                 customer = self.customers.get(parts[2])
                 return self._json(customer) if customer else self._missing("customer", parts[2])
+            if parts[:2] == ["v1", "tax_rates"] and len(parts) == 2:
+                return self._page(sorted(self.tax_rates.values(), key=lambda r: r["id"]), request, "/v1/tax_rates")
+            if parts[:2] == ["v1", "tax_rates"] and len(parts) == 3:
+                rate = self.tax_rates.get(parts[2])
+                return self._json(rate) if rate else self._missing("tax_rate", parts[2])
             if parts[:2] == ["v1", "products"] and len(parts) == 3:
                 product = self.products.get(parts[2])
                 return self._json(product) if product else self._missing("product", parts[2])

@@ -22,11 +22,12 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
-from .models import AuditRow, Connection, CustomerLink, ProductLink, SyncRule, SyncRun, insert_if_absent, utcnow
+from .models import AuditRow, Connection, CustomerLink, ProductLink, RunStatus, SyncRule, SyncRun, insert_if_absent, utcnow
 from .queue import redis_connection, sync_queue
-from .settings.sync_config import mappings_for, sync_settings_for
+from .settings.sync_config import mappings_for, sync_settings_for, vat_mappings_for
 from .sync.economic import EconomicClient
-from .sync.engine import EngineSettings, RunState, SettingMissing, SyncEngine, SyncFailure
+from .sync.engine import EngineSettings, RunState, SyncEngine
+from .sync.errors import SettingMissing, SyncFailure, SyncHeld, SyncSkipped
 from .sync.stripe_source import stripe_client
 
 if TYPE_CHECKING:
@@ -229,6 +230,7 @@ def engine_settings_for(run: SyncRun) -> EngineSettings:
         document_type=run.document_type,
         write_back_to_stripe=run.write_back_to_stripe,
         mappings=mappings_for(run.merchant_id),
+        vat_mapping=vat_mappings_for(run.merchant_id),
     )
 
 
@@ -272,23 +274,53 @@ def sync_run_execute(run_id: int, job_id: str | None = None) -> str:
         run_id=run.id, stripe_invoice_id=run.stripe_invoice_id, attempt=run.attempts,
         economic_customer_number=run.economic_customer_number, economic_draft_number=run.economic_draft_number,
         economic_booked_number=run.economic_booked_number, economic_order_number=run.economic_order_number,
-        document_create_started=run.document_create_started,
+        document_create_started=run.document_create_started, generation=run.generation,
+        replaced_numbers=frozenset(_replaced_numbers(run)), discard_draft_number=run.discard_draft_number,
+        override_reconciliation=run.override_reconciliation,
     )
     try:
         outcome = _engine_for(run).run(state)
     except SyncFailure as failure:
         return _failed(run, failure)
+    except SyncHeld as held:
+        return _held(run, held)
+    except SyncSkipped as skipped:
+        return _finished(run, RunStatus.SKIPPED, last_error=skipped.reason)
     except Exception as error:  # a bug or an unforeseen answer: retried, and shown as it is
         log.exception("sync run %s crashed", run_id)
         return _failed(run, SyncFailure(f"Unexpected error: {error.__class__.__name__}: {error}", transient=True))
-    run.status = "succeeded"
     run.reconciled = outcome.reconciled
     run.reconciliation = outcome.reconciliation + ("".join(f"\n{note}" for note in outcome.notes))
-    run.last_error = None
+    run.totals = json.dumps(outcome.totals) if outcome.totals else None
+    run.held_reason = run.held_setting = None
+    run.needs_credit_note = run.needs_credit_note or outcome.needs_credit_note
+    return _finished(run, RunStatus.SUCCEEDED)
+
+
+def _replaced_numbers(run: SyncRun) -> list[int]:
+    return [int(part.rsplit(" ", 1)[-1]) for part in (run.replaced_documents or "").split(",") if part.strip()]
+
+
+def _finished(run: SyncRun, status: RunStatus, last_error: str | None = None) -> str:
+    run.status = status
+    run.last_error = last_error
     run.will_retry = False
+    run.override_reconciliation = False
     run.finished_at = utcnow()
     db.session.commit()
     return run.status
+
+
+def _held(run: SyncRun, held: SyncHeld) -> str:
+    """The run stops for a person: the draft (if any) stays in e-conomic, the reason and figures are kept."""
+    db.session.rollback()
+    run = db.session.get(SyncRun, run.id)
+    run.held_reason = held.reason
+    run.held_setting = held.setting
+    run.totals = json.dumps(held.totals) if held.totals else None
+    run.reconciled = False if held.totals else None
+    run.reconciliation = held.summary
+    return _finished(run, RunStatus.HELD)
 
 
 def _failed(run: SyncRun, failure: SyncFailure) -> str:
@@ -325,20 +357,58 @@ class RunActionRefused(ValueError):
     """A manual action that would break a promise (such as a second document), with the reason."""
 
 
+def _new_generation(run: SyncRun) -> None:
+    """Forget the run's document so the engine makes a new one, under keys of a new generation; the old
+    one is remembered so that no look-up mistakes it for this generation's."""
+    labels = {"economic_draft_number": "draft", "economic_booked_number": "booked", "economic_order_number": "order"}
+    replaced = [f"{label} {getattr(run, name)}" for name, label in labels.items() if getattr(run, name)]
+    if replaced:
+        run.replaced_documents = ", ".join(filter(None, [run.replaced_documents, *replaced]))[-500:]
+    run.economic_draft_number = run.economic_booked_number = run.economic_order_number = None
+    run.document_create_started = False
+    run.generation += 1
+
+
 def sync_run_again(run: SyncRun, force_new_document: bool = False) -> None:
-    """"Sync again": retry a run now. A run that succeeded makes a new document only when asked to."""
-    if run.status in ("queued", "running"):
+    """"Sync again": retry a run now. A run that succeeded makes a new document only when asked to; a held
+    run's draft is deleted and made anew under the current settings."""
+    if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
         raise RunActionRefused("This invoice is being synced right now.")
-    if run.status == "succeeded" and not force_new_document:
+    if run.status == RunStatus.SUCCEEDED and not force_new_document:
         raise RunActionRefused(
             f"This invoice is already in e-conomic as {run.document_number}. Syncing again would make a second "
             "document: tick “Create a new document” to do that on purpose."
         )
-    if run.status == "succeeded":
-        # Forget what was created, so the engine creates afresh (under new idempotency keys: next attempt).
-        run.economic_draft_number = run.economic_booked_number = run.economic_order_number = None
-        run.document_create_started = False
+    if run.status == RunStatus.SUCCEEDED:
+        _new_generation(run)
+    elif run.status == RunStatus.HELD and not run.economic_booked_number:
+        held_draft = run.economic_order_number if run.document_type == "draft_order" else run.economic_draft_number
+        _new_generation(run)
+        run.discard_draft_number = held_draft
+    run.held_reason = run.held_setting = None
+    run.override_reconciliation = False
     run.status = "queued"
+    run.will_retry = False
+    run.next_retry_at = None
+    run.job_id = None
+    db.session.commit()
+    sync_run_enqueue(run)
+
+
+def sync_run_book_anyway(run: SyncRun) -> None:
+    """"Book anyway" on a held run, after a person reviewed its draft: a Booked Invoice rule books the draft
+    as it is; a Draft Invoice or Draft Order rule keeps the draft as it is (the run succeeds, unreconciled)."""
+    if run.status != RunStatus.HELD:
+        raise RunActionRefused("Only a run held for review can be booked anyway.")
+    if run.document_number is None and not (run.document_type == "booked_invoice" and run.economic_draft_number):
+        raise RunActionRefused("Nothing was made in e-conomic for this run, so there is nothing to book: fix what the "
+                               "reason names, then press Sync again.")
+    if run.document_type != "booked_invoice":
+        run.reconciliation = (run.reconciliation or "") + "\nKept as reviewed although the totals differ."
+        _finished(run, RunStatus.SUCCEEDED)
+        return
+    run.override_reconciliation = True
+    run.status = RunStatus.QUEUED
     run.will_retry = False
     run.next_retry_at = None
     run.job_id = None

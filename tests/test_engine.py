@@ -10,7 +10,7 @@ import responses
 from responses import matchers
 
 from portal.sync.economic import EconomicClient
-from portal.sync.engine import EngineSettings, RunState, SettingMissing, SyncEngine, SyncFailure
+from portal.sync.engine import EngineSettings, RunState, SettingMissing, SyncEngine, SyncFailure, SyncHeld
 from portal.sync.mapping import DEFAULT_MAPPINGS
 from portal.sync.stripe_source import stripe_client
 
@@ -124,14 +124,15 @@ def test_a_new_customer_and_new_products_then_a_draft_invoice_exact_bodies(invoi
     assert draft["currency"] == "DKK"
     assert draft["customer"] == {"customerNumber": 5001}
     assert draft["recipient"]["vatZone"] == {"vatZoneNumber": 1}
-    assert draft["delivery"] == {"address": "Nørre Farimagsgade 37", "city": "København K", "country": "Denmark", "zip": "1364", "deliveryDate": "2026-11-16"}
+    # Delivered where Stripe's own invoice ships to: the invoice's shipping details.
+    assert draft["delivery"] == {"address": "Refshalevej 163A", "city": "København K", "country": "Denmark", "zip": "1432", "deliveryDate": "2026-11-16"}
     assert draft["references"] == {"other": "KYSTLYS1-0007"}
     assert draft["lines"][0] == {"lineNumber": 1, "sortKey": 1, "description": invoice["lines"]["data"][0]["description"], "quantity": 7.5, "unitNetPrice": 950, "product": {"productNumber": "prod_38AibNyyurlGFb"}}
     assert draft["lines"][1]["product"] == {"productNumber": "prod_U2EqkNk6sEr6f4"}
 
-    # The documented order: customer, then products, then the document.
-    assert [step for step, _ in recorder.outcomes()] == ["fetch", "customer", "products", "document"]
-    assert recorder.outcomes()[1:] == [("customer", "created"), ("products", "created"), ("document", "created")]
+    # The documented order: the VAT treatment checked before anything is made, then customer, products, document.
+    assert [step for step, _ in recorder.outcomes()] == ["fetch", "vat", "customer", "products", "document"]
+    assert recorder.outcomes()[2:] == [("customer", "created"), ("products", "created"), ("document", "created")]
     assert outcome.document_number == 101 and outcome.reconciled
     assert recorder.fields["economic_draft_number"] == 101
     idempotency = [c.request.headers.get("Idempotency-Key") for c in responses.calls if c.request.method == "POST"]
@@ -197,13 +198,17 @@ def test_write_back_puts_the_outcome_in_the_stripe_invoices_metadata(invoice):
 
 
 @responses.activate
-def test_totals_that_do_not_reconcile_are_flagged_with_both_figures(invoice):
+def test_totals_that_do_not_reconcile_hold_the_run_with_both_figures(invoice):
     mock_stripe(invoice)
     responses.post(f"{ECONOMIC}/invoices/drafts", json=draft_answer({}, net="8600.00", vat="2150.00", gross="10750.00"))
-    engine, _ = make_engine(links=known_links())
-    outcome = engine.run(state())
-    assert not outcome.reconciled
-    assert "net: Stripe 8620.00, e-conomic 8600.00" in outcome.reconciliation
+    engine, recorder = make_engine(links=known_links())
+    with pytest.raises(SyncHeld) as held:
+        engine.run(state())
+    assert "net: Stripe 8,620.00 DKK, e-conomic 8,600.00 DKK" in held.value.reason
+    assert "The draft invoice 101 is in e-conomic, flagged for review." in held.value.reason
+    assert held.value.totals["stripe"] == {"net": "8620.00", "vat": "2155.00", "gross": "10775.00"}
+    assert held.value.totals["economic"] == {"net": "8600.0", "vat": "2150.0", "gross": "10750.0"}
+    assert recorder.outcomes()[-1] == ("document", "held")
 
 
 @responses.activate
@@ -222,12 +227,12 @@ def test_a_customer_number_in_stripe_metadata_wins(invoice):
 @responses.activate
 def test_an_existing_customer_is_found_by_email(invoice):
     mock_stripe(invoice)
-    responses.get(f"{ECONOMIC}/customers", json={"collection": [{"customerNumber": 77}]},
-                  match=[matchers.query_param_matcher({"filter": "email$eq:bogholderi@kystlys.dk", "pagesize": "1"})])
+    responses.get(f"{ECONOMIC}/customers", json={"collection": [{"customerNumber": 77, "email": "info@kystlys.dk bogholderi@kystlys.dk"}]},
+                  match=[matchers.query_param_matcher({"filter": "email$like:*bogholderi@kystlys.dk*", "pagesize": "20"})])
     responses.post(f"{ECONOMIC}/invoices/drafts", json=draft_answer({}))
     engine, recorder = make_engine(links=MemoryLinks(products=known_links().products))
     engine.run(state())
-    assert recorder.outcomes()[1] == ("customer", "found")
+    assert recorder.outcomes()[2] == ("customer", "found")
     assert sent_json("POST", "/invoices/drafts")[0]["customer"] == {"customerNumber": 77}
 
 
@@ -330,7 +335,7 @@ def test_a_booked_invoice_whose_draft_exists_resumes_at_booking(invoice):
 def test_a_booked_invoice_found_booked_on_retry_is_not_booked_again(invoice):
     mock_stripe(invoice)
     responses.get(f"{ECONOMIC}/invoices/booked", json={"collection": [{"bookedInvoiceNumber": 9003, "netAmount": 8620.0, "vatAmount": 2155.0, "grossAmount": 10775.0}]},
-                  match=[matchers.query_param_matcher({"filter": "references.other$eq:KYSTLYS1-0007", "pagesize": "1"})])
+                  match=[matchers.query_param_matcher({"filter": "references.other$eq:KYSTLYS1-0007", "pagesize": "100"})])
     engine, _ = make_engine(settings(document_type="booked_invoice"), links=known_links())
     outcome = engine.run(state(attempt=2, document_create_started=True))
     assert outcome.document_number == 9003
@@ -360,15 +365,20 @@ def test_a_reverse_charge_eu_business_gets_the_eu_zone_and_its_vat_number(invoic
     invoice["customer_tax_exempt"] = "reverse"
     invoice["customer_tax_ids"] = [{"type": "eu_vat", "value": "DE123456789"}]
     invoice["total_taxes"] = []
+    for line in invoice["lines"]["data"]:
+        line["taxes"] = [{**line["taxes"][0], "amount": 0, "taxability_reason": "reverse_charge"}]
     invoice["total"] = invoice["total_excluding_tax"]
     mock_stripe(invoice)
     responses.get(f"{ECONOMIC}/customers", json={"collection": []})
     responses.post(f"{ECONOMIC}/customers", json={"customerNumber": 6001})
+    responses.get(f"{ECONOMIC}/self", json={"agreementNumber": 1, "company": {"name": "Kystlys ApS", "country": "Danmark"}})
     responses.post(f"{ECONOMIC}/invoices/drafts", json=draft_answer({}, vat="0.00", gross="8620.00"))
     engine, _ = make_engine(links=MemoryLinks(products=known_links().products))
     outcome = engine.run(state())
     customer = sent_json("POST", "/customers")[0]
-    assert customer["vatZone"] == {"vatZoneNumber": 2} and customer["vatNumber"] == "DE123456789"
+    # A Danish agreement has no vatNumber on customers: the VAT id goes in the CVR field.
+    assert customer["vatZone"] == {"vatZoneNumber": 2} and customer["corporateIdentificationNumber"] == "DE123456789"
+    assert "vatNumber" not in customer
     assert customer["country"] == "Germany"
     assert sent_json("POST", "/invoices/drafts")[0]["recipient"]["vatZone"] == {"vatZoneNumber": 2}
     assert outcome.reconciled

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from portal.sync.engine import EngineSettings, SettingMissing, vat_zone_for
-from portal.sync.lines import plan_lines
+from portal.sync.lines import amounts_e_conomic_cannot_carry, plan_lines
+from portal.sync.vat import Figures, VatChoice, default_vat_mapping, reconcile, rounding_needed, treatment_of_taxes
 from portal.sync.money import exponent, from_minor
 
 DATA = Path(__file__).parent / "data"
@@ -139,28 +139,95 @@ def test_lines_without_a_product_use_the_default_product():
     assert plan(inv).lines[0].product_number == "MISC"
 
 
-def settings(**overrides):
-    values = dict(document_type="draft_invoice", write_back_to_stripe=False, mappings={}, vat_zone_domestic=1,
-                  vat_zone_eu_with_vat_id=2, vat_zone_eu_without_vat_id=4, vat_zone_outside_eu=3)
-    values.update(overrides)
-    return EngineSettings(**values)
+def tax(amount, behavior, taxable, rate_id="txr_dk25", reason="standard_rated"):
+    return {"amount": amount, "tax_behavior": behavior, "taxable_amount": taxable, "taxability_reason": reason,
+            "tax_rate_details": {"tax_rate": rate_id}, "type": "tax_rate_details"}
+
+
+RATES = {
+    "txr_dk25": {"id": "txr_dk25", "object": "tax_rate", "country": "DK", "percentage": 25, "inclusive": False},
+    "txr_de19": {"id": "txr_de19", "object": "tax_rate", "country": "DE", "percentage": 19, "inclusive": False},
+    "txr_se25": {"id": "txr_se25", "object": "tax_rate", "country": "SE", "percentage": 25, "inclusive": False},
+    "txr_dk0": {"id": "txr_dk0", "object": "tax_rate", "country": "DK", "percentage": 0, "inclusive": False},
+}
 
 
 @pytest.mark.parametrize(
-    "country, tax_ids, exempt, zone",
+    "country, taxes, exempt, key, label",
     [
-        ("DK", [], "none", 1),
-        ("DE", [{"type": "eu_vat", "value": "DE123456789"}], "reverse", 2),  # reverse-charge EU business
-        ("DE", [], "none", 4),
-        ("US", [], "none", 3),
-        ("NO", [{"type": "no_vat", "value": "123456789MVA"}], "none", 3),
+        ("DK", [tax(2500, "exclusive", 10000)], "none", "rate:DK:25", "DK 25 %"),
+        ("DE", [tax(1900, "exclusive", 10000, "txr_de19")], "none", "rate:DE:19", "DE 19 % (OSS)"),
+        (None, [tax(1900, "exclusive", 10000, "txr_de19")], "none", "rate:DE:19", "DE 19 % (OSS)"),  # no address: Stripe's rate decides
+        ("DE", [tax(0, "exclusive", 10000, "txr_de19", "reverse_charge")], "reverse", "reverse_charge", "Reverse charge (the customer accounts for VAT)"),
+        ("DK", [], "exempt", "exempt", "Customer exempt from VAT"),
+        ("DK", [], "none", "none:domestic", "No VAT charged, customer in DK"),
+        ("US", [], "none", "none:outside_eu", "No VAT charged, customer outside the EU"),
+        ("FR", [], "none", "none:eu", "No VAT charged, customer elsewhere in the EU"),
+        (None, [], "none", "none:unknown", "No VAT charged, customer's country unknown"),
+        ("DK", [tax(0, "exclusive", 10000, "txr_dk0", "product_exempt")], "none", "product_exempt:DK", "DK, product exempt from VAT"),
     ],
 )
-def test_vat_zone_by_country_and_vat_id(country, tax_ids, exempt, zone):
-    inv = {"customer_address": {"country": country}, "customer_tax_ids": tax_ids, "customer_tax_exempt": exempt}
-    assert vat_zone_for(inv, settings()) == zone
+def test_the_vat_treatment_is_what_stripe_charged(country, taxes, exempt, key, label):
+    inv = {"customer_address": {"country": country} if country else None, "customer_tax_exempt": exempt}
+    treatment = treatment_of_taxes(taxes, inv, RATES, "DK")
+    assert (treatment.key, treatment.label) == (key, label)
 
 
-def test_a_missing_vat_zone_setting_says_which():
-    with pytest.raises(SettingMissing, match="VAT Zone: customers outside the EU is not set"):
-        vat_zone_for({"customer_address": {"country": "US"}}, settings(vat_zone_outside_eu=None))
+def test_the_default_mapping_covers_the_common_danish_cases_only():
+    mapping = default_vat_mapping("DK", domestic=1, eu_with_vat_id=2, outside_eu=3)
+    assert mapping == {"rate:DK:25": VatChoice(1), "reverse_charge": VatChoice(2), "none:outside_eu": VatChoice(3)}
+
+
+def test_reconciliation_wants_the_net_exact_and_the_gross_to_the_minor_unit():
+    stripe_side = Figures(Decimal("100.00"), Decimal("25.00"), Decimal("125.00"))
+    assert reconcile("DKK", stripe_side, Figures(Decimal("100.00"), Decimal("25.00"), Decimal("125.00"))).agrees
+    off_by_one = reconcile("DKK", stripe_side, Figures(Decimal("100.00"), Decimal("24.99"), Decimal("124.99")))
+    assert off_by_one.differences == ["VAT: Stripe 25.00 DKK, e-conomic 24.99 DKK", "gross: Stripe 125.00 DKK, e-conomic 124.99 DKK"]
+    assert rounding_needed(off_by_one, Decimal("0.01")) == Decimal("0.01")
+    # A rounding line of 0.01 on the draft: net less the rounding line exact, gross exact.
+    assert reconcile("DKK", stripe_side, Figures(Decimal("100.01"), Decimal("24.99"), Decimal("125.00")), Decimal("0.01")).agrees
+    # The allowance does not grow with the number of lines: 0.10 is not rounding.
+    forty_lines = reconcile("DKK", stripe_side, Figures(Decimal("100.00"), Decimal("24.90"), Decimal("124.90")))
+    assert rounding_needed(forty_lines, Decimal("0.01")) is None
+    # A different net is never rounding.
+    assert rounding_needed(reconcile("DKK", stripe_side, Figures(Decimal("99.99"), Decimal("25.00"), Decimal("124.99"))), Decimal("0.01")) is None
+
+
+def test_a_billing_credit_is_a_negative_line_on_the_credited_product():
+    credited = {**line(10000), "pretax_credit_amounts": [{"amount": 3000, "credit_balance_transaction": "cbtxn_1", "discount": None,
+                                                           "type": "credit_balance_transaction"}]}
+    result = plan(invoice([credited], total_excluding_tax=7000))
+    item, credit = result.lines
+    assert (item.net_total, credit.net_total, credit.product_number) == (Decimal("100.00"), Decimal("-30.00"), "A")
+    assert credit.description == "Billing credit applied: Thing"
+    assert result.net_total == result.expected_net == Decimal("70.00")
+
+
+def test_shipping_is_a_line_on_the_shipping_product_at_its_net():
+    inv = invoice([line(10000)], total_excluding_tax=14900)
+    inv["shipping_cost"] = {"amount_subtotal": 4900, "amount_tax": 1225, "amount_total": 6125, "shipping_rate": "shr_1",
+                            "taxes": [{"amount": 1225, "rate": RATES["txr_dk25"]}]}
+    result = plan_lines(inv, {"prod_A": "A"}, "MISC", True, "DISCOUNT", shipping_product_number="SHIP")
+    shipping = result.lines[-1]
+    assert (shipping.description, shipping.net_total, shipping.product_number) == ("Shipping", Decimal("49.00"), "SHIP")
+    assert result.net_total == Decimal("149.00")
+
+
+def test_a_100_percent_coupon_on_a_tax_inclusive_price_books_the_net_not_the_gross():
+    # 125.00 DKK including 25 % VAT, 100 % off: the line shows 100.00 net at 100 % discount, not 125.00.
+    free = line(12500, discounts=[("di_free", 12500)], own=["di_free"], taxes=[(0, "inclusive", 0)])
+    free["taxes"][0]["tax_rate_details"] = {"tax_rate": "txr_dk25"}
+    result = plan_lines(invoice([free], total_excluding_tax=0), {"prod_A": "A"}, "MISC", True, "DISCOUNT", rates=RATES)
+    [only] = result.lines
+    assert (only.unit_net_price, only.discount_percentage, only.net_total) == (Decimal("100"), Decimal("100"), Decimal("0.00"))
+
+
+def test_three_decimal_amounts_are_named_not_rounded():
+    inv = invoice([line(5125), line(1005, line_id="il_2")], currency="kwd")
+    assert amounts_e_conomic_cannot_carry(inv) == [Decimal("5.125"), Decimal("1.005")]
+    assert amounts_e_conomic_cannot_carry(invoice([line(5120), line(1000, line_id="il_2")], currency="kwd")) == []
+
+
+def test_a_fallback_line_text_shows_the_unit_price_in_the_currency():
+    result = plan(invoice([line(10000, "3", "3333.3333")]))
+    assert result.lines[0].description == "Thing (3 × 33.33)"

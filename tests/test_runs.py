@@ -245,9 +245,9 @@ def test_executing_a_run_records_numbers_audit_rows_and_totals(app, merchant):
         run = db.session.get(SyncRun, run.id)
         assert (run.economic_draft_number, run.document_number, run.attempts) == (314, 314, 1)
         assert run.stripe_invoice_number == "KYSTLYS1-0007" and run.total_minor == 1077500
-        assert run.reconciled and "Totals reconcile" in run.reconciliation
+        assert run.reconciled and run.reconciliation.startswith("Totals agree: net Stripe 8,620.00 DKK, e-conomic 8,620.00 DKK")
         steps = [(row.step, row.outcome) for row in db.session.scalars(db.select(AuditRow).order_by(AuditRow.id))]
-        assert steps == [("fetch", "found"), ("customer", "found"), ("products", "found"), ("document", "created"), ("write_back", "done")]
+        assert steps == [("fetch", "found"), ("vat", "found"), ("customer", "found"), ("products", "found"), ("document", "created"), ("write_back", "done")]
         # A second execution of a finished run does nothing: no second document.
         assert sync_run_execute(run.id) == "succeeded"
     assert len([c for c in responses.calls if c.request.url.endswith("/invoices/drafts")]) == 1

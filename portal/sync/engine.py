@@ -11,40 +11,44 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Protocol
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
+import pycountry
 import stripe
 
 from .economic import EconomicClient, EconomicError
-from .lines import LinePlan, plan_lines, product_id_of
+from .errors import SettingMissing, SyncFailure, SyncHeld, SyncSkipped
+from .lines import LinePlan, PlannedLine, amounts_e_conomic_cannot_carry, plan_lines, product_id_of
 from .mapping import Mapping, country_name, document_fields, resolve
-from .money import to_cents
+from .money import from_minor
 from .stripe_source import fetch_invoice
-
-EU_COUNTRIES = frozenset(
-    "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split()
+from .vat import (
+    Figures,
+    Reconciliation,
+    Treatment,
+    VatChoice,
+    default_vat_mapping,
+    distinct,
+    money,
+    reconcile,
+    rounding_needed,
+    tax_rates_of,
+    treatment_of_taxes,
 )
+
+__all__ = ["EngineSettings", "RunState", "SyncEngine", "Outcome", "SyncFailure", "SettingMissing", "SyncHeld",
+           "SyncSkipped", "product_number_for"]
+
 EU_VAT_TAX_ID_TYPES = frozenset({"eu_vat"})
-
-
-class SyncFailure(Exception):
-    """A run that cannot finish now: `transient` ones are retried, the others end the run as failed."""
-
-    def __init__(self, message: str, transient: bool = False, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.transient = transient
-        self.retry_after = retry_after
-
-
-class SettingMissing(SyncFailure):
-    """A setting the merchant has not made; `anchor` names where it is set."""
-
-    def __init__(self, setting: str, anchor: str) -> None:
-        super().__init__(f"{setting} is not set (Customer & product settings).")
-        self.setting = setting
-        self.anchor = anchor
+# e-conomic documents `vatNumber` on customers only for agreements in these countries; the others
+# (Denmark among them) put a CVR or VAT id in `corporateIdentificationNumber`.
+VAT_NUMBER_AGREEMENT_COUNTRIES = frozenset({"SE", "GB", "DE", "PL", "FI"})
+PRODUCT_NUMBER_MAX = 25
+ROUNDING_LINE_TEXT = "VAT rounding difference to Stripe's total"
 
 
 @dataclass
@@ -78,6 +82,26 @@ class EngineSettings:
     new_product_group_number: int | None = None
     apply_invoice_discounts: bool = True
     discount_product_number: str | None = None
+    shipping_product_number: str | None = None
+    rounding_product_number: str | None = None
+    # Stripe VAT treatment key → where it goes in e-conomic (portal.sync.vat); None: the defaults.
+    vat_mapping: dict[str, VatChoice] | None = None
+
+    def vat_choices(self) -> dict[str, VatChoice]:
+        if self.vat_mapping is not None:
+            return self.vat_mapping
+        return default_vat_mapping(self.home_country, self.vat_zone_domestic, self.vat_zone_eu_with_vat_id,
+                                   self.vat_zone_outside_eu)
+
+
+@dataclass
+class VatPlan:
+    """The VAT zone of the document and each line's treatment, decided from what Stripe charged."""
+
+    zone: int
+    treatments: list[Treatment]
+    by_line: dict[str, Treatment]
+    groups: dict[str, int | None]  # Stripe product id → product group for a new product
 
 
 @dataclass
@@ -92,6 +116,10 @@ class RunState:
     economic_booked_number: int | None = None
     economic_order_number: int | None = None
     document_create_started: bool = False
+    generation: int = 1  # "Create a new document" starts a new one: new idempotency keys
+    replaced_numbers: frozenset[int] = frozenset()  # documents of earlier generations: never "found" again
+    discard_draft_number: int | None = None  # a held draft to delete before making it anew
+    override_reconciliation: bool = False  # "Book anyway": a person reviewed the draft
 
 
 class Recorder(Protocol):
@@ -115,6 +143,8 @@ class Outcome:
     reconciliation: str
     economic_calls: int
     notes: list[str] = field(default_factory=list)
+    totals: dict[str, Any] | None = None
+    needs_credit_note: bool = False
 
 
 def filter_value(value: str) -> str:
@@ -153,22 +183,36 @@ def customer_tax_id(invoice: dict) -> str | None:
     return None
 
 
-def vat_zone_for(invoice: dict, settings: EngineSettings) -> int:
-    """The VAT zone by the customer's country and VAT id: domestic, EU with or without a VAT id, or abroad."""
-    address = invoice.get("customer_address") or (invoice.get("customer_shipping") or {}).get("address") or {}
-    country = (address.get("country") or settings.home_country).upper()
-    has_eu_vat = any(t.get("type") in EU_VAT_TAX_ID_TYPES for t in invoice.get("customer_tax_ids") or [])
-    if country == settings.home_country.upper():
-        zone, setting = settings.vat_zone_domestic, "VAT Zone: domestic customers"
-    elif country in EU_COUNTRIES and (has_eu_vat or invoice.get("customer_tax_exempt") == "reverse"):
-        zone, setting = settings.vat_zone_eu_with_vat_id, "VAT Zone: EU customers with a VAT id"
-    elif country in EU_COUNTRIES:
-        zone, setting = settings.vat_zone_eu_without_vat_id, "VAT Zone: EU customers without a VAT id"
-    else:
-        zone, setting = settings.vat_zone_outside_eu, "VAT Zone: customers outside the EU"
-    if zone is None:
-        raise SettingMissing(setting, "vat-zones")
-    return zone
+def product_number_for(stripe_product_id: str) -> str:
+    """A stable e-conomic product number (≤ 25 characters) for a Stripe product id.
+
+    Ids that fit are used as they are; longer ones keep their first 16 characters, readable, and end in 8
+    hex digits of a hash of the whole id, so two ids that share a long prefix never become one product.
+    """
+    if len(stripe_product_id) <= PRODUCT_NUMBER_MAX:
+        return stripe_product_id
+    digest = hashlib.sha256(stripe_product_id.encode()).hexdigest()[:8]
+    return f"{stripe_product_id[:PRODUCT_NUMBER_MAX - 9]}-{digest}"
+
+
+def country_code(value: str | None) -> str | None:
+    """"DK", "Denmark" or "Danmark" → "DK" (e-conomic's `/self` names the company's country in words)."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    if len(text) == 2:
+        return text.upper()
+    for lookup in (lambda t: pycountry.countries.lookup(t), lambda t: pycountry.countries.search_fuzzy(t)[0]):
+        try:
+            return lookup(text).alpha_2
+        except LookupError:
+            continue
+    return {"danmark": "DK", "sverige": "SE", "norge": "NO", "deutschland": "DE", "suomi": "FI"}.get(text.lower())
+
+
+def _emails(field: str | None) -> set[str]:
+    """The addresses in an e-conomic e-mail field (several may be listed, separated by spaces)."""
+    return {part.strip().lower() for part in (field or "").replace(",", " ").replace(";", " ").split() if part.strip()}
 
 
 def _required(value, setting: str, anchor: str):
@@ -201,14 +245,18 @@ class SyncEngine:
     def run(self, state: RunState) -> Outcome:
         calls_before = self.economic.calls
         invoice = self._timed("fetch", self._fetch, state)
-        customer_number = self._timed("customer", self._customer, state, invoice)
-        product_numbers = self._timed("products", self._products, state, invoice)
+        rates = self._tax_rates(invoice)
+        vat = self._timed("vat", self._vat_plan, invoice, rates)
+        customer_number = self._timed("customer", self._customer, state, invoice, vat)
+        product_numbers = self._timed("products", self._products, state, invoice, vat)
+        s = self.settings
         plan = plan_lines(
-            invoice, product_numbers, self.settings.default_product_number,
-            self.settings.apply_invoice_discounts, self.settings.discount_product_number,
+            invoice, product_numbers, s.default_product_number, s.apply_invoice_discounts, s.discount_product_number,
+            shipping_product_number=s.shipping_product_number, rates=rates,
         )
-        document = self._timed("document", self._document, state, invoice, customer_number, plan)
-        outcome = self._reconcile(invoice, plan, document, self.economic.calls - calls_before)
+        outcome = self._timed("document", self._document, state, invoice, customer_number, plan, vat)
+        outcome.economic_calls = self.economic.calls - calls_before
+        outcome.notes = plan.notes + outcome.notes
         if self.settings.write_back_to_stripe:
             self._timed("write_back", self._write_back, state, invoice, outcome)
         return outcome
@@ -223,6 +271,12 @@ class SyncEngine:
             failure = stripe_failure(error)
         except SyncFailure as error:
             failure = error
+        except SyncHeld as held:
+            self.recorder.step(step, "held", error=held.reason, duration_ms=int((time.monotonic() - started) * 1000))
+            raise
+        except SyncSkipped as skipped:
+            self.recorder.step(step, "skipped", error=skipped.reason, duration_ms=int((time.monotonic() - started) * 1000))
+            raise
         self.recorder.step(step, "failed", error=failure.message, duration_ms=int((time.monotonic() - started) * 1000))
         raise failure
 
@@ -233,6 +287,14 @@ class SyncEngine:
         invoice = fetch_invoice(self.stripe, state.stripe_invoice_id)
         if invoice.get("status") == "draft":
             raise SyncFailure("The Stripe invoice is still a draft; only finalized invoices are synced.")
+        if invoice.get("status") == "void" and not state.override_reconciliation:
+            if state.economic_booked_number:
+                self.recorder.progress(needs_credit_note=True)
+            elif state.economic_draft_number or state.economic_order_number:
+                raise SyncHeld("The Stripe invoice was voided after its draft was made in e-conomic. Delete the "
+                               "draft in e-conomic; nothing was booked.")
+            else:
+                raise SyncSkipped("The Stripe invoice was voided before it was synced: nothing was made in e-conomic.")
         self.recorder.progress(
             stripe_invoice_number=invoice.get("number"),
             customer_name=invoice.get("customer_name"),
@@ -245,9 +307,69 @@ class SyncEngine:
                            duration_ms=int((time.monotonic() - started) * 1000))
         return invoice
 
+    # -- before anything is made: VAT as Stripe charged it, amounts e-conomic can carry --------------------
+
+    def _tax_rates(self, invoice: dict) -> dict[str, dict]:
+        """The invoice's TaxRates, fetched through the SDK when the invoice names one it did not expand."""
+        rates = tax_rates_of(invoice)
+        wanted: set[str] = set()
+        for line in (invoice.get("lines") or {}).get("data") or []:
+            for tax in line.get("taxes") or []:
+                rate = (tax.get("tax_rate_details") or {}).get("tax_rate")
+                if isinstance(rate, str) and rate not in rates:
+                    wanted.add(rate)
+        for rate_id in sorted(wanted):
+            rates[rate_id] = self.stripe.v1.tax_rates.retrieve(rate_id).to_dict()
+        return rates
+
+    def _vat_plan(self, invoice: dict, rates: dict[str, dict]) -> VatPlan:
+        started = time.monotonic()
+        s = self.settings
+        inexact = amounts_e_conomic_cannot_carry(invoice)
+        if inexact:
+            currency = invoice["currency"].upper()
+            shown = ", ".join(f"{amount} {currency}" for amount in inexact[:3])
+            raise SyncHeld(f"This {currency} invoice has amounts with three decimals ({shown}); e-conomic's invoice "
+                           "lines take two, so it cannot be booked exactly. Book it by hand in e-conomic.")
+        by_line: dict[str, Treatment] = {}
+        groups: dict[str, int | None] = {}
+        choices = s.vat_choices()
+        found: list[Treatment] = []
+        for line in (invoice.get("lines") or {}).get("data") or []:
+            treatment = treatment_of_taxes(line.get("taxes"), invoice, rates, s.home_country)
+            by_line[line.get("id") or ""] = treatment
+            found.append(treatment)
+            product_id = product_id_of(line)
+            choice = choices.get(treatment.key)
+            if product_id and choice and choice.product_group_number:
+                groups.setdefault(product_id, choice.product_group_number)
+        shipping = invoice.get("shipping_cost") or {}
+        if int(shipping.get("amount_total") or 0):
+            found.append(treatment_of_taxes(shipping.get("taxes"), invoice, rates, s.home_country))
+        if not found:  # an invoice without lines: its customer's country decides
+            found.append(treatment_of_taxes([], invoice, rates, s.home_country))
+        treatments = distinct(found)
+        unmapped = [t for t in treatments if not (choices.get(t.key) and choices[t.key].vat_zone_number)]
+        if unmapped:
+            names = ", ".join(f"“{t.label}”" for t in unmapped)
+            raise SyncHeld(f"Stripe charged VAT on this invoice as {names}, which has no VAT mapping yet. Choose its "
+                           "e-conomic VAT zone under Customer & product settings › VAT mapping, then press Sync again.",
+                           setting="vat-mapping")
+        zones = {choices[t.key].vat_zone_number for t in treatments}
+        if len(zones) > 1:
+            names = "; ".join(f"“{t.label}” → VAT zone {choices[t.key].vat_zone_number}" for t in treatments)
+            raise SyncHeld(f"This invoice mixes VAT treatments that go to different VAT zones ({names}), and an "
+                           "e-conomic document has one VAT zone. Book it by hand, or change the VAT mapping.",
+                           setting="vat-mapping")
+        zone = zones.pop()
+        self.recorder.step("vat", "found", numbers=f"VAT zone {zone}",
+                           summary={"treatments": [t.label for t in treatments]},
+                           duration_ms=int((time.monotonic() - started) * 1000))
+        return VatPlan(int(zone), treatments, by_line, groups)
+
     # -- step 1: the customer ---------------------------------------------------------------------------
 
-    def _customer(self, state: RunState, invoice: dict) -> int:
+    def _customer(self, state: RunState, invoice: dict, vat: VatPlan) -> int:
         started = time.monotonic()
         s = self.settings
         customer = invoice.get("customer") if isinstance(invoice.get("customer"), dict) else {}
@@ -280,7 +402,7 @@ class SyncEngine:
                 if s.customer_number_mode != "stripe":
                     raise SyncFailure(f"e-conomic has no customer {number}, the number in the Stripe customer's "
                                       f"metadata ({s.customer_number_metadata_key}).") from None
-            return done(self._create_customer(state, invoice, number), "created", "created with the number from Stripe")
+            return done(self._create_customer(state, invoice, number, vat), "created", "created with the number from Stripe")
 
         known = state.economic_customer_number or (self.links.customer_number(stripe_customer_id) if stripe_customer_id else None)
         if known:
@@ -289,7 +411,7 @@ class SyncEngine:
         found = self._find_customer(invoice, customer)
         if found is not None:
             return done(found, "found", f"matched on {s.match_customers_on}")
-        return done(self._create_customer(state, invoice, None), "created", "not found, so created")
+        return done(self._create_customer(state, invoice, None, vat), "created", "not found, so created")
 
     def _find_customer(self, invoice: dict, customer: dict) -> int | None:
         s = self.settings
@@ -305,11 +427,30 @@ class SyncEngine:
             }[s.match_customers_on]
         if not value:
             return None
-        answer = self.economic.request("GET", "/customers", params={"filter": f"{field_name}$eq:{filter_value(str(value))}", "pagesize": 1})
-        collection = (answer or {}).get("collection") or []
-        return collection[0]["customerNumber"] if collection else None
+        value = str(value)
+        if field_name == "email":
+            # e-conomic's e-mail field may list several addresses: find it among them, then check exactly.
+            query = f"email$like:*{filter_value(value)}*"
+            wanted = value.strip().lower()
 
-    def _create_customer(self, state: RunState, invoice: dict, number: int | None) -> int:
+            def matches(item: dict) -> bool:
+                return wanted in _emails(item.get("email"))
+        else:
+            query = f"{field_name}$eq:{filter_value(value)}"
+
+            def matches(item: dict) -> bool:
+                return True
+        answer = self.economic.request("GET", "/customers", params={"filter": query, "pagesize": 20})
+        candidates = [item for item in (answer or {}).get("collection") or [] if matches(item)]
+        if len(candidates) > 1:
+            names = ", ".join(f"{c['customerNumber']} {c.get('name') or ''}".strip() for c in candidates[:5])
+            raise SyncHeld(f"{len(candidates)} e-conomic customers match {field_name} “{value}” ({names}), and the sync "
+                           "will not guess. Put the right customer number in the Stripe customer's metadata "
+                           f"({s.customer_number_metadata_key}), or make the match unique in e-conomic, then press "
+                           "Sync again.", setting="customer-sync")
+        return candidates[0]["customerNumber"] if candidates else None
+
+    def _create_customer(self, state: RunState, invoice: dict, number: int | None, vat: VatPlan) -> int:
         s = self.settings
         address = invoice.get("customer_address") or {}
         street = ", ".join(p for p in (address.get("line1"), address.get("line2")) if p)
@@ -322,11 +463,11 @@ class SyncEngine:
             "zip": (address.get("postal_code") or "")[:30],
             "city": (address.get("city") or "")[:50],
             "country": country_name(address.get("country") or "")[:50],
-            "vatNumber": (customer_tax_id(invoice) or "")[:20],
-            "currency": self._currency(invoice),
+            **self._tax_id_field(invoice),
+            "currency": self._customer_currency(invoice),
             "customerGroup": {"customerGroupNumber": _required(s.customer_group_number, "Customer Group", "customer-group")},
             "paymentTerms": {"paymentTermsNumber": _required(s.payment_terms_number, "Payment Terms", "payment-terms")},
-            "vatZone": {"vatZoneNumber": vat_zone_for(invoice, s)},
+            "vatZone": {"vatZoneNumber": vat.zone},
             "layout": {"layoutNumber": s.layout_number} if s.layout_number else None,
         })
         # Keyed on the Stripe customer, not the run: two runs for one new customer get one e-conomic customer.
@@ -335,14 +476,33 @@ class SyncEngine:
                                         idempotency_key=idempotency_key("customer", stripe_customer, number))
         return int(created["customerNumber"])
 
-    def _currency(self, invoice: dict) -> str:
+    def _tax_id_field(self, invoice: dict) -> dict[str, str]:
+        """The customer's tax id in the field e-conomic uses for the agreement's country, never cut."""
+        tax_id = customer_tax_id(invoice)
+        if not tax_id:
+            return {}
+        country = self._agreement_country()
+        field_name, limit = ("vatNumber", 20) if country in VAT_NUMBER_AGREEMENT_COUNTRIES else ("corporateIdentificationNumber", 40)
+        if len(tax_id) > limit:
+            raise SyncHeld(f"The customer's tax id in Stripe, “{tax_id}”, has {len(tax_id)} characters; e-conomic's "
+                           f"{field_name} takes at most {limit}. Correct it on the Stripe customer, then press Sync again.")
+        return {field_name: tax_id}
+
+    def _agreement_country(self) -> str | None:
+        if not hasattr(self, "_agreement_country_code"):
+            agreement = self.economic.get_self() or {}
+            self._agreement_country_code = country_code((agreement.get("company") or {}).get("country"))
+        return self._agreement_country_code
+
+    def _customer_currency(self, invoice: dict) -> str:
+        """A new customer's currency: the invoice's, or the fixed one the merchant chose for new customers."""
         if self.settings.currency_mode == "fixed":
             return _required(self.settings.fixed_currency, "Fixed currency", "currency")
         return invoice["currency"].upper()
 
     # -- step 2: the products ---------------------------------------------------------------------------
 
-    def _products(self, state: RunState, invoice: dict) -> dict[str, str]:
+    def _products(self, state: RunState, invoice: dict, vat: VatPlan) -> dict[str, str]:
         started = time.monotonic()
         s = self.settings
         numbers: dict[str, str] = {}
@@ -356,19 +516,22 @@ class SyncEngine:
                 continue
             if product_id in numbers:
                 continue
-            number, how = self._product(state, product_id)
+            number, how = self._product(state, product_id, vat.groups.get(product_id))
             numbers[product_id] = number
             summary[product_id] = f"{number} ({how})"
             if how == "created":
                 outcome = "created"
         if s.apply_invoice_discounts and invoice.get("discounts"):
             _required(s.discount_product_number, "Discount product number", "discounts")
+        shipping = invoice.get("shipping_cost") or {}
+        if int(shipping.get("amount_total") or 0):
+            _required(s.shipping_product_number, "Shipping product (Stripe charged shipping on this invoice)", "shipping-product")
         self.recorder.step("products", outcome if numbers else "skipped",
                            numbers=", ".join(sorted(set(numbers.values()))) or None, summary=summary,
                            duration_ms=int((time.monotonic() - started) * 1000))
         return numbers
 
-    def _product(self, state: RunState, product_id: str) -> tuple[str, str]:
+    def _product(self, state: RunState, product_id: str, group: int | None) -> tuple[str, str]:
         s = self.settings
         known = self.links.product_number(product_id)
         if known:
@@ -380,28 +543,27 @@ class SyncEngine:
             if linked and self._economic_product_exists(linked):
                 number = linked
         elif s.simple_search_on == "product_number":
-            candidate = product_id[:25]
+            candidate = product_number_for(product_id)
             if self._economic_product_exists(candidate):
                 number = candidate
         else:
             answer = self.economic.request("GET", "/products", params={"filter": f"name$eq:{filter_value(product.get('name') or '')}", "pagesize": 1})
             collection = (answer or {}).get("collection") or []
             number = collection[0]["productNumber"] if collection else None
-        how = "found"
         if number is None:
             if s.product_not_found == "skip":
                 raise SyncFailure(f"Stripe product {product.get('name')!r} ({product_id}) was not found in e-conomic, and "
                                   "Product Sync is set to Skip Invoice Generation: nothing was created.")
             if s.product_not_found == "default":
-                number, how = _required(s.default_product_number, "Default product number", "default-product"), "default product"
-            else:
-                number, how = self._create_product(state, product), "created"
+                # Not remembered: the next sync looks for the real product again.
+                return _required(s.default_product_number, "Default product number", "default-product"), "default product"
+            number = self._create_product(state, product, group)
+            self.links.remember_product(product_id, number)
+            return number, "created"
         self.links.remember_product(product_id, number)
-        return number, how
+        return number, "found"
 
     def _economic_product_exists(self, number: str) -> bool:
-        from urllib.parse import quote
-
         try:
             self.economic.request("GET", f"/products/{quote(number, safe='')}")
             return True
@@ -410,40 +572,42 @@ class SyncEngine:
                 return False
             raise
 
-    def _create_product(self, state: RunState, product: dict) -> str:
-        group = _required(self.settings.new_product_group_number, "Product group for new products", "product-group")
-        number = product["id"][:25]
+    def _create_product(self, state: RunState, product: dict, group: int | None) -> str:
+        group = group or _required(self.settings.new_product_group_number, "Product group for new products", "product-group")
+        number = product_number_for(product["id"])
         body = _drop_empty({
             "productNumber": number,
             "name": (product.get("name") or number)[:300],
             "description": (product.get("description") or "")[:500],
             "productGroup": {"productGroupNumber": group},
         })
+        # Keyed on the whole Stripe id: two products can never share a key.
         created = self.economic.request("POST", "/products", json=body,
-                                        idempotency_key=idempotency_key("product", number))
+                                        idempotency_key=idempotency_key("product", product["id"]))
         return str(created["productNumber"])
 
     # -- step 3: the document ---------------------------------------------------------------------------
 
-    def document_body(self, invoice: dict, customer_number: int, plan: LinePlan) -> tuple[dict, list]:
+    def document_body(self, invoice: dict, customer_number: int, plan: LinePlan, zone: int) -> tuple[dict, list]:
         s = self.settings
         resolved = resolve(invoice, s.mappings, s.time_zone)
         fields = document_fields(resolved)
         address = invoice.get("customer_address") or {}
         street = ", ".join(p for p in (address.get("line1"), address.get("line2")) if p)
-        from datetime import datetime, timezone
-        from zoneinfo import ZoneInfo
 
         def day(timestamp):
             if not timestamp:
                 return None
             return datetime.fromtimestamp(timestamp, timezone.utc).astimezone(ZoneInfo(s.time_zone)).date().isoformat()
 
-        issued = invoice.get("effective_at") or (invoice.get("status_transitions") or {}).get("finalized_at") or invoice.get("created")
+        issued = day(invoice.get("effective_at") or (invoice.get("status_transitions") or {}).get("finalized_at") or invoice.get("created"))
         body = _drop_empty({
-            "date": day(issued),
-            "dueDate": day(invoice.get("due_date")),
-            "currency": self._currency(invoice),
+            "date": issued,
+            # Used by e-conomic when the payment terms are of the due-date type (then it is mandatory: an
+            # automatically charged invoice, which has no due date, is due on its date); other terms
+            # compute their own due date.
+            "dueDate": day(invoice.get("due_date")) or issued,
+            "currency": invoice["currency"].upper(),
             "customer": {"customerNumber": customer_number},
             "layout": {"layoutNumber": _required(s.layout_number, "Invoice Layout", "layout")},
             "paymentTerms": {"paymentTermsNumber": _required(s.payment_terms_number, "Payment Terms", "payment-terms")},
@@ -453,7 +617,7 @@ class SyncEngine:
                 "zip": (address.get("postal_code") or "")[:50],
                 "city": (address.get("city") or "")[:250],
                 "country": country_name(address.get("country") or "")[:50],
-                "vatZone": {"vatZoneNumber": vat_zone_for(invoice, s)},
+                "vatZone": {"vatZoneNumber": zone},
             },
             "delivery": fields.get("delivery"),
             "notes": fields.get("notes"),
@@ -465,9 +629,9 @@ class SyncEngine:
                 raise SettingMissing("Default product number (for lines without a Stripe product)", "default-product")
         return body, resolved
 
-    def _document(self, state: RunState, invoice: dict, customer_number: int, plan: LinePlan) -> dict:
+    def _document(self, state: RunState, invoice: dict, customer_number: int, plan: LinePlan, vat: VatPlan) -> Outcome:
         started = time.monotonic()
-        body, resolved = self.document_body(invoice, customer_number, plan)
+        body, resolved = self.document_body(invoice, customer_number, plan, vat.zone)
         summary = {
             "mapped": {f.target.key: f.value for f in resolved if f.value is not None},
             "cut": {f.target.key: f.note for f in resolved if f.cut_from is not None},
@@ -479,25 +643,32 @@ class SyncEngine:
         path = "/orders/drafts" if kind == "draft_order" else "/invoices/drafts"
         number_field = "orderNumber" if kind == "draft_order" else "draftInvoiceNumber"
         state_field = "economic_order_number" if kind == "draft_order" else "economic_draft_number"
-
-        retrying = state.document_create_started or state.attempt > 1
         label = "draft order" if kind == "draft_order" else "draft invoice"
+        retrying = state.document_create_started or state.attempt > 1
 
-        def found_booked(booked: dict) -> dict:
-            number = booked["bookedInvoiceNumber"]
-            state.economic_booked_number = number
-            self.recorder.progress(economic_booked_number=number)
-            self.recorder.step("document", "found", numbers=f"booked invoice {number}", summary=summary,
-                               duration_ms=int((time.monotonic() - started) * 1000))
-            return booked
+        def elapsed() -> int:
+            return int((time.monotonic() - started) * 1000)
 
         if kind == "booked_invoice" and state.economic_booked_number:
-            return found_booked(self.economic.request("GET", f"/invoices/booked/{state.economic_booked_number}"))
+            booked = self.economic.request("GET", f"/invoices/booked/{state.economic_booked_number}")
+            self.recorder.step("document", "found", numbers=f"booked invoice {state.economic_booked_number}",
+                               summary=summary, duration_ms=elapsed())
+            return self._outcome(state, invoice, plan, booked, found_booked=True)
         if kind == "booked_invoice" and retrying:
             # An earlier attempt may have booked it and lost the answer: the draft is gone by then.
-            booked = self._lookup("/invoices/booked", reference)
+            booked = self._lookup("/invoices/booked", reference, state.replaced_numbers)
             if booked:
-                return found_booked(booked)
+                number = booked["bookedInvoiceNumber"]
+                state.economic_booked_number = number
+                self.recorder.progress(economic_booked_number=number)
+                self.recorder.step("document", "found", numbers=f"booked invoice {number}", summary=summary,
+                                   duration_ms=elapsed())
+                return self._outcome(state, invoice, plan, booked, found_booked=True)
+
+        if state.discard_draft_number is not None:
+            self._discard(path, state.discard_draft_number)
+            state.discard_draft_number = None
+            self.recorder.progress(discard_draft_number=None)
 
         draft_number = getattr(state, state_field)
         draft = None
@@ -509,7 +680,7 @@ class SyncEngine:
                     raise
                 draft_number = None  # deleted in e-conomic since: look again, else make it anew
         if draft_number is None and retrying:
-            found = self._lookup(path, reference)
+            found = self._lookup(path, reference, state.replaced_numbers)
             if found:
                 draft_number = found[number_field]
                 draft = self.economic.request("GET", f"{path}/{draft_number}")
@@ -518,71 +689,141 @@ class SyncEngine:
             state.document_create_started = True
             self.recorder.progress(document_create_started=True)
             draft = self.economic.request("POST", path, json=body,
-                                          idempotency_key=idempotency_key(state.run_id, "document", kind))
+                                          idempotency_key=self._key(state, "document", kind))
             draft_number = draft[number_field]
             outcome = "created"
         setattr(state, state_field, draft_number)
         self.recorder.progress(**{state_field: draft_number})
-        self.recorder.step("document", outcome, numbers=f"{label} {draft_number}", summary=summary,
-                           duration_ms=int((time.monotonic() - started) * 1000))
+        self.recorder.step("document", outcome, numbers=f"{label} {draft_number}", summary=summary, duration_ms=elapsed())
+
+        draft, result = self._reconciled(state, invoice, plan, vat, body, path, draft_number, draft)
+        if not result.agrees and not state.override_reconciliation:
+            raise self._held(result, vat, label, draft_number, kind)
         if kind != "booked_invoice":
-            return draft
-        return self._book(state, draft_number, draft)
+            return self._outcome(state, invoice, plan, draft, result=result)
+        booked = self._book(state, draft_number)
+        return self._outcome(state, invoice, plan, booked, result=result)
 
-    def _lookup(self, path: str, reference: str) -> dict | None:
-        """What an earlier attempt created for this invoice, found by `references.other`."""
-        query = {"filter": f"references.other$eq:{filter_value(reference)}", "pagesize": 1}
-        found = (self.economic.request("GET", path, params=query) or {}).get("collection") or []
-        return found[0] if found else None
+    def _key(self, state: RunState, *parts: Any) -> str:
+        """The Idempotency-Key of a create in this run; later generations of a run get keys of their own."""
+        if state.generation > 1:
+            return idempotency_key(state.run_id, *parts, "generation", state.generation)
+        return idempotency_key(state.run_id, *parts)
 
-    def _book(self, state: RunState, draft_number: int, draft: dict) -> dict:
+    def _discard(self, path: str, number: int) -> None:
+        """Delete a held draft that "Sync again" replaces (gone already is fine)."""
+        try:
+            self.economic.request("DELETE", f"{path}/{number}")
+        except EconomicError as error:
+            if error.status != 404:
+                raise
+        self.recorder.step("discard", "done", numbers=f"{path.strip('/').replace('/', ' ')} {number} deleted")
+
+    def _lookup(self, path: str, reference: str, exclude: frozenset[int] = frozenset()) -> dict | None:
+        """What an earlier attempt of this generation created for this invoice, found by `references.other`."""
+        query = {"filter": f"references.other$eq:{filter_value(reference)}", "pagesize": 100}
+        for item in (self.economic.request("GET", path, params=query) or {}).get("collection") or []:
+            number = item.get("bookedInvoiceNumber") or item.get("orderNumber") or item.get("draftInvoiceNumber")
+            if number not in exclude:
+                return item
+        return None
+
+    # -- reconciliation, before anything is booked --------------------------------------------------------
+
+    def _stripe_figures(self, plan: LinePlan) -> Figures:
+        return Figures(plan.expected_net, plan.expected_vat, plan.expected_gross)
+
+    def _rounding_on(self, draft: dict) -> Decimal:
+        """The rounding line an earlier attempt put on this draft, if any."""
+        number = self.settings.rounding_product_number
+        total = Decimal(0)
+        for line in draft.get("lines") or []:
+            if number and (line.get("product") or {}).get("productNumber") == number and \
+                    str(line.get("description") or "").startswith(ROUNDING_LINE_TEXT):
+                total += Decimal(str(line.get("unitNetPrice") or 0)) * Decimal(str(line.get("quantity") or 1))
+        return total
+
+    def _reconciled(self, state: RunState, invoice: dict, plan: LinePlan, vat: VatPlan, body: dict, path: str,
+                    draft_number: int, draft: dict) -> tuple[dict, Reconciliation]:
+        """e-conomic's own totals for the draft beside Stripe's; a VAT rounding difference of a few minor
+        units is put on an explicit rounding line (the merchant's rounding product), never passed silently."""
+        currency = invoice["currency"].upper()
+        stripe_figures = self._stripe_figures(plan)
+        rounding = self._rounding_on(draft)
+        result = reconcile(currency, stripe_figures, Figures.from_economic(draft), rounding)
+        if result.agrees or state.override_reconciliation:
+            return draft, result
+        adjustment = rounding_needed(result, from_minor(1, currency))
+        if adjustment is None:
+            return draft, result
+        product = self.settings.rounding_product_number
+        if not product:
+            raise SyncHeld(
+                f"e-conomic's VAT differs from Stripe's by {money(abs(adjustment), currency)} (rounding: "
+                f"{result.summary()}). Choose a rounding product (in a product group without VAT) under Customer & "
+                "product settings, then press Sync again; the draft is kept.",
+                setting="rounding-product", totals=result.as_json(), summary=result.summary())
+        lines = [*body["lines"]]
+        lines.append(PlannedLine(f"{ROUNDING_LINE_TEXT} ({money(adjustment, currency)})", Decimal(1), rounding + adjustment,
+                                 product_number=product).as_economic(len(lines) + 1))
+        started = time.monotonic()
+        updated = self.economic.request("PUT", f"{path}/{draft_number}", json={**body, "lines": lines})
+        self.recorder.step("rounding", "created", numbers=f"rounding line {money(adjustment, currency)}",
+                           duration_ms=int((time.monotonic() - started) * 1000))
+        result = reconcile(currency, stripe_figures, Figures.from_economic(updated), rounding + adjustment)
+        return updated, result
+
+    def _held(self, result: Reconciliation, vat: VatPlan, label: str, number: int, kind: str) -> SyncHeld:
+        differs = "; ".join(result.differences)
+        net_agrees = result.economic.net - result.rounding == result.stripe.net
+        if net_agrees:
+            treatments = ", ".join(t.label for t in vat.treatments)
+            hint = (f"The net agrees, so the VAT differs: Stripe charged {treatments}, and e-conomic computes VAT from "
+                    f"each product's group for VAT zone {vat.zone}. Check the VAT mapping and the products' groups.")
+            setting = "vat-mapping"
+        else:
+            hint = ("The net differs, so a line was booked at another amount than Stripe charged: compare the draft's "
+                    "lines with the Stripe invoice (products, discounts, shipping).")
+            setting = "product-sync"
+        kept = (f"The {label} {number} is kept in e-conomic for review; nothing was booked." if kind == "booked_invoice"
+                else f"The {label} {number} is in e-conomic, flagged for review.")
+        return SyncHeld(f"e-conomic's totals differ from Stripe's ({differs}). {hint} {kept}", setting=setting,
+                        totals=result.as_json(), summary=result.summary())
+
+    def _outcome(self, state: RunState, invoice: dict, plan: LinePlan, document: dict,
+                 result: Reconciliation | None = None, found_booked: bool = False) -> Outcome:
+        kind = self.settings.document_type
+        number = document.get("bookedInvoiceNumber") or document.get("orderNumber") or document.get("draftInvoiceNumber")
+        if result is None:
+            currency = invoice["currency"].upper()
+            result = reconcile(currency, self._stripe_figures(plan), Figures.from_economic(document), self._rounding_on(document))
+        notes = []
+        if state.override_reconciliation and not result.agrees:
+            notes.append("Booked as reviewed although the totals differ (Book anyway).")
+        return Outcome(kind, int(number), result.agrees, result.summary(), 0, notes, totals=result.as_json(),
+                       needs_credit_note=invoice.get("status") == "void" and bool(state.economic_booked_number))
+
+    def _book(self, state: RunState, draft_number: int) -> dict:
         started = time.monotonic()
         booked = self.economic.request(
             "POST", "/invoices/booked", json={"draftInvoice": {"draftInvoiceNumber": draft_number}},
-            idempotency_key=idempotency_key(state.run_id, "book", draft_number),
+            idempotency_key=self._key(state, "book", draft_number),
         )
         number = booked["bookedInvoiceNumber"]
         state.economic_booked_number = number
         self.recorder.progress(economic_booked_number=number)
         self.recorder.step("book", "created", numbers=f"booked invoice {number} (from draft {draft_number})",
                            duration_ms=int((time.monotonic() - started) * 1000))
-        for total in ("netAmount", "vatAmount", "grossAmount"):
-            booked.setdefault(total, draft.get(total))
         return booked
 
-    # -- totals and write-back --------------------------------------------------------------------------
-
-    def _reconcile(self, invoice: dict, plan: LinePlan, document: dict, calls: int) -> Outcome:
-        kind = self.settings.document_type
-        number = document.get("bookedInvoiceNumber") or document.get("orderNumber") or document.get("draftInvoiceNumber")
-        figures = {
-            "net": (plan.expected_net, document.get("netAmount")),
-            "vat": (plan.expected_vat, document.get("vatAmount")),
-            "gross": (plan.expected_gross, document.get("grossAmount")),
-        }
-        allowance = plan.rounding_allowance
-        problems = []
-        for name, (stripe_value, economic_value) in figures.items():
-            if economic_value is None:
-                continue
-            difference = abs(to_cents(Decimal(str(economic_value))) - to_cents(stripe_value))
-            tolerance = allowance if name == "net" else allowance * 2 + Decimal("0.01")
-            if difference > tolerance:
-                problems.append(f"{name}: Stripe {to_cents(stripe_value)}, e-conomic {to_cents(Decimal(str(economic_value)))}")
-        text = "; ".join(
-            f"{name} Stripe {to_cents(s_val)} / e-conomic {to_cents(Decimal(str(e_val))) if e_val is not None else '—'}"
-            for name, (s_val, e_val) in figures.items()
-        )
-        reconciliation = ("Totals do not reconcile: " + "; ".join(problems)) if problems else f"Totals reconcile ({text})"
-        return Outcome(kind, int(number), not problems, reconciliation, calls, plan.notes)
+    # -- write-back --------------------------------------------------------------------------------------
 
     def _write_back(self, state: RunState, invoice: dict, outcome: Outcome) -> None:
         started = time.monotonic()
-        labels = {"draft_invoice": "draft_invoice", "booked_invoice": "booked_invoice", "draft_order": "draft_order"}
         self.stripe.v1.invoices.update(invoice["id"], params={"metadata": {
-            "economic_document_type": labels[outcome.document_type],
+            "economic_document_type": outcome.document_type,
             "economic_document_number": str(outcome.document_number),
-            "economic_sync_status": "synced" if outcome.reconciled else "synced_totals_differ",
+            "economic_sync_status": "synced" if outcome.reconciled else "synced_after_review",
         }})
         self.recorder.step("write_back", "done", numbers=f"Stripe invoice {invoice.get('number')}",
                            duration_ms=int((time.monotonic() - started) * 1000))

@@ -7,12 +7,17 @@ import stripe
 DEFAULT_API_BASE = "https://api.stripe.com"
 
 
-def stripe_client(api_key: str, api_base: str = DEFAULT_API_BASE, max_network_retries: int = 2) -> stripe.StripeClient:
-    """A StripeClient for one merchant's key, pointed at `api_base` (a staging server or a test double)."""
+def stripe_client(api_key: str, api_base: str = DEFAULT_API_BASE, max_network_retries: int = 2,
+                  timeout: float | tuple[float, float] | None = None) -> stripe.StripeClient:
+    """A StripeClient for one merchant's key, pointed at `api_base` (a staging server or a test double).
+
+    `timeout` (seconds, or (connect, read)) for reads a person waits on; the SDK's default is 80 s.
+    """
     return stripe.StripeClient(
         api_key,
         base_addresses={"api": api_base},
         max_network_retries=max_network_retries,
+        http_client=stripe.RequestsClient(timeout=timeout) if timeout is not None else None,
     )
 
 
@@ -27,8 +32,10 @@ def check_invoice_access(client: stripe.StripeClient) -> None:
 
 
 def fetch_invoice(client: stripe.StripeClient, invoice_id: str) -> dict:
-    """The invoice as it is now, as a plain dict, with its customer expanded and every line page read."""
-    invoice = client.v1.invoices.retrieve(invoice_id, params={"expand": ["customer"]})
+    """The invoice as it is now, as a plain dict, with its customer and tax rates expanded and every line
+    page read."""
+    invoice = client.v1.invoices.retrieve(
+        invoice_id, params={"expand": ["customer", "total_taxes.tax_rate_details.tax_rate"]})
     data = invoice.to_dict()
     lines = data.get("lines") or {}
     if lines.get("has_more"):

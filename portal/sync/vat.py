@@ -11,7 +11,7 @@ draft, compares its net, VAT and gross with Stripe's before anything is booked (
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable
 
 EU_COUNTRIES = frozenset(
@@ -111,6 +111,28 @@ def standard_treatments(home_country: str) -> list[Treatment]:
     return found
 
 
+def treatment_from_key(key: str, home_country: str) -> Treatment:
+    """The treatment a stored key stands for, with its label ("rate:DE:19" → "DE 19 % (OSS)")."""
+    known = {t.key: t for t in (*standard_treatments(home_country), no_tax_treatment(None, home_country))}
+    if key in known:
+        return known[key]
+    if "+" in key:
+        parts = [treatment_from_key(part, home_country) for part in key.split("+")]
+        return Treatment(key, " + ".join(p.label for p in parts), sum((p.rate for p in parts), Decimal(0)))
+    kind, _, rest = key.partition(":")
+    if kind == "rate" and rest.count(":") == 1:
+        country, percentage = rest.split(":")
+        try:
+            return rate_treatment(country, Decimal(percentage), home_country)
+        except InvalidOperation:
+            pass
+    try:
+        return zero_treatment(rest, kind)
+    except KeyError:
+        pass
+    return Treatment(key, key, Decimal(0))
+
+
 def default_vat_mapping(home_country: str, domestic: int | None, eu_with_vat_id: int | None,
                         outside_eu: int | None) -> dict[str, VatChoice]:
     """The common Danish cases out of the box: the home standard rate → domestic, reverse charge → EU,
@@ -132,6 +154,18 @@ def default_vat_mapping(home_country: str, domestic: int | None, eu_with_vat_id:
 def tax_rate_id(tax: dict) -> str | None:
     rate = (tax.get("tax_rate_details") or {}).get("tax_rate")
     return rate.get("id") if isinstance(rate, dict) else rate
+
+
+def rate_of(tax: dict, rates: dict[str, dict]) -> dict | None:
+    """A tax entry's TaxRate: inline (`shipping_cost.taxes[].rate`, an expanded `tax_rate_details.tax_rate`)
+    or looked up by id."""
+    inline = tax.get("rate")
+    if isinstance(inline, dict):
+        return inline
+    expanded = (tax.get("tax_rate_details") or {}).get("tax_rate")
+    if isinstance(expanded, dict):
+        return expanded
+    return rates.get(tax_rate_id(tax) or "")
 
 
 def tax_rates_of(invoice: dict) -> dict[str, dict]:
@@ -181,7 +215,7 @@ def treatment_of_taxes(taxes: list[dict] | None, invoice: dict, rates: dict[str,
     if charged:
         parts = []
         for tax in charged:
-            rate = rates.get(tax_rate_id(tax) or "")
+            rate = rate_of(tax, rates)
             parts.append(rate_treatment((rate or {}).get("country") or country or "", rate_percentage(rate, tax), home_country))
         if len(parts) == 1:
             return parts[0]
@@ -194,9 +228,13 @@ def treatment_of_taxes(taxes: list[dict] | None, invoice: dict, rates: dict[str,
     for reason in _ZERO_REASONS:
         if reason in reasons:
             tax = next(t for t in taxes or [] if t.get("taxability_reason") == reason)
-            rate = rates.get(tax_rate_id(tax) or "")
+            rate = rate_of(tax, rates)
             return zero_treatment((rate or {}).get("country") or country or "", reason)
-    zero_rates = [rates.get(tax_rate_id(t) or "") for t in taxes or []]
+    free = [t for t in taxes or [] if not int(t.get("taxable_amount") or 0) and (rate_of(t, rates) or {}).get("percentage")]
+    if free:  # discounted to nothing: no tax to charge, but the rate is the line's treatment
+        rate = rate_of(free[0], rates) or {}
+        return rate_treatment(rate.get("country") or country or "", rate_percentage(rate, free[0]), home_country)
+    zero_rates = [rate_of(t, rates) for t in taxes or []]
     if zero_rates and all(r and r.get("percentage") is not None and Decimal(str(r["percentage"])) == 0 for r in zero_rates):
         return rate_treatment(zero_rates[0].get("country") or country or "", Decimal(0), home_country)
     return no_tax_treatment(country, home_country)

@@ -126,6 +126,8 @@ def event_intake(connection: sa.Connection, target: WebhookTarget, event: dict, 
         intake = store(connection, event_row, run_row)
     else:
         reason = decision.reason or "The event names no invoice."
+        if event["type"] == "invoice.voided" and invoice_id and _flag_credit_note_due(connection, target.merchant_id, invoice_id):
+            reason = "The invoice was voided after its document was booked in e-conomic: a credit note is due."
         event_row.update(outcome="ignored", ignored_reason=reason[:500])
         intake = Intake(duplicate=insert_if_absent(WebhookEvent, event_row, EVENT_KEY, on=connection) is None)
     if intake.duplicate:
@@ -133,6 +135,18 @@ def event_intake(connection: sa.Connection, target: WebhookTarget, event: dict, 
     else:
         connection.commit()
     return intake
+
+
+def _flag_credit_note_due(connection: sa.Connection, merchant_id: int, invoice_id: str) -> bool:
+    """Mark the invoice's booked runs: a booked invoice can only be undone by a credit note."""
+    table = SyncRun.__table__
+    flagged = connection.execute(
+        table.update()
+        .where(table.c.merchant_id == merchant_id, table.c.stripe_invoice_id == invoice_id,
+               table.c.economic_booked_number.is_not(None))
+        .values(needs_credit_note=True)
+    ).rowcount
+    return bool(flagged)
 
 
 def _rule_created(connection: sa.Connection, merchant_id: int) -> RuleChoices:
