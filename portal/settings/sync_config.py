@@ -1,4 +1,4 @@
-"""A merchant's sync configuration: rules, field mappings, customer & product settings.
+"""A merchant's sync configuration: rules, field mappings, customer & product settings, VAT mapping.
 
 Each merchant's rows are created with defaults on first read, so every merchant starts with a
 working configuration. All reads and writes are scoped by merchant id.
@@ -8,19 +8,26 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
+from typing import Iterable
+from urllib.parse import quote
 
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..models import Connection, FieldMapping, SyncRule, SyncSettings
+from ..models import Connection, FieldMapping, SyncRule, SyncSettings, VatMapping
 from ..queue import redis_connection
 from ..sync.economic import EconomicError
 from ..sync.mapping import DEFAULT_MAPPINGS, Mapping, MappingError, Source, mapping_errors
+from ..sync.vat import VatChoice, default_vat_mapping
 from .services import economic_client_for
 
 log = logging.getLogger(__name__)
+
+DEFAULT_HOME_COUNTRY = "DK"  # SyncSettings.home_country's default, for a merchant with no settings row yet
+VAT_TREATMENT_KEY_LENGTH = VatMapping.__table__.c.treatment.type.length
 
 
 def _get_or_create(model, merchant_id: int):
@@ -129,3 +136,114 @@ def economic_choices(merchant_id: int, refresh: bool = False) -> dict[str, list[
             log.warning("could not cache e-conomic choices: %s", error)
     return choices
 
+
+
+def sync_settings_update(settings: SyncSettings, values: dict) -> None:
+    """Copy the form's values (already cleaned: None for blank, numbers as int) onto the settings row."""
+    for name, value in values.items():
+        setattr(settings, name, value)
+
+
+# --- VAT mapping: each VAT treatment Stripe applied → an e-conomic VAT zone (and product group) ------
+
+
+class VatMappingError(ValueError):
+    """A VAT mapping that cannot be stored, in words for the merchant."""
+
+
+def _vat_mapping_rows(merchant_id: int) -> list[VatMapping]:
+    return list(db.session.scalars(select(VatMapping).where(VatMapping.merchant_id == merchant_id)))
+
+
+def vat_mappings_stored(merchant_id: int) -> dict[str, VatChoice]:
+    """Only what the merchant chose, including choices of "not mapped" (a zone of None)."""
+    return {row.treatment: VatChoice(row.vat_zone_number, row.product_group_number) for row in _vat_mapping_rows(merchant_id)}
+
+
+def vat_mappings_for(merchant_id: int) -> dict[str, VatChoice]:
+    """The merchant's VAT mapping, treatment key → VatChoice: stored rows over the defaults made from the
+    VAT zone settings. Only mapped treatments are in it; a treatment missing from it holds its invoice.
+    A read: nothing is created or written (the worker calls it inside an app context)."""
+    settings = db.session.scalar(select(SyncSettings).where(SyncSettings.merchant_id == merchant_id))
+    if settings is None:
+        mapping = default_vat_mapping(DEFAULT_HOME_COUNTRY, None, None, None)
+    else:
+        mapping = default_vat_mapping(settings.home_country or DEFAULT_HOME_COUNTRY, settings.vat_zone_domestic,
+                                      settings.vat_zone_eu_with_vat_id, settings.vat_zone_outside_eu)
+    for key, choice in vat_mappings_stored(merchant_id).items():
+        if choice.vat_zone_number is None:
+            mapping.pop(key, None)  # "not mapped" overrides a default
+        else:
+            mapping[key] = choice
+    return mapping
+
+
+def vat_mapping_errors(choices: dict[str, VatChoice]) -> list[str]:
+    errors = []
+    for key, choice in choices.items():
+        if not key or len(key) > VAT_TREATMENT_KEY_LENGTH:
+            errors.append(f"“{key[:40]}” is not a VAT treatment.")
+        elif choice.vat_zone_number is None and choice.product_group_number is not None:
+            errors.append(f"{key}: choose a VAT zone as well as a product group, or neither.")
+        else:
+            for number in (choice.vat_zone_number, choice.product_group_number):
+                if number is not None and (not isinstance(number, int) or number < 1):
+                    errors.append(f"{key}: {number} is not an e-conomic number.")
+    return errors
+
+
+def vat_mappings_save(merchant_id: int, choices: dict[str, VatChoice]) -> None:
+    """Store the given treatments' choices, all or none: VatMappingError (listing every refusal) changes
+    nothing. A choice with no zone is stored too: it means "not mapped", also over a default. The caller commits."""
+    errors = vat_mapping_errors(choices)
+    if errors:
+        raise VatMappingError(" ".join(errors))
+    stored = {row.treatment: row for row in _vat_mapping_rows(merchant_id)}
+    for key, choice in choices.items():
+        row = stored.get(key)
+        if row is None:
+            row = VatMapping(merchant_id=merchant_id, treatment=key)
+            try:
+                with db.session.begin_nested():
+                    db.session.add(row)
+            except IntegrityError:  # another request stored this treatment first: ours wins, as it came last
+                row = db.session.scalar(
+                    select(VatMapping).where(VatMapping.merchant_id == merchant_id, VatMapping.treatment == key)
+                )
+        row.vat_zone_number = choice.vat_zone_number
+        row.product_group_number = choice.product_group_number
+
+
+# --- Does a product exist in e-conomic? --------------------------------------------------------------
+
+
+@dataclass
+class ProductsCheck:
+    missing: set[str] = field(default_factory=set)  # numbers e-conomic says it does not have
+    warning: str | None = None  # why some could not be checked, in words for the merchant
+
+
+def economic_products_check(merchant_id: int, numbers: Iterable[str]) -> ProductsCheck:
+    """Ask e-conomic (`GET /products/{number}`) whether each product exists. A 404 is "missing"; any other
+    failure, or no e-conomic connection, leaves the numbers unchecked and says so in `warning`."""
+    numbers = [number for number in dict.fromkeys(numbers) if number]
+    result = ProductsCheck()
+    if not numbers:
+        return result
+    config = current_app.config
+    connection = db.session.scalar(select(Connection).where(Connection.merchant_id == merchant_id))
+    client = economic_client_for(connection, config["ECONOMIC_API_URL"], config["HTTP_TIMEOUT_SECONDS"]) if connection else None
+    listed = ", ".join(numbers)
+    if client is None:
+        result.warning = f"Product {listed} was not checked in e-conomic: e-conomic is not connected."
+        return result
+    for number in numbers:
+        try:
+            client.request("GET", f"/products/{quote(number, safe='')}")
+        except EconomicError as error:
+            if error.status == 404:
+                result.missing.add(number)
+                continue
+            result.warning = f"Product {listed} could not be checked in e-conomic ({error}); check that it exists there."
+            return result
+    return result
