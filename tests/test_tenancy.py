@@ -14,6 +14,7 @@ from .helpers import csrf_token, login
 TENANT_ROUTES = {
     "history.invoice": ("GET", lambda foreign: {"stripe_invoice_id": foreign["invoice_id"]}),
     "history.sync_again": ("POST", lambda foreign: {"run_id": foreign["run_id"]}),
+    "history.book_anyway": ("POST", lambda foreign: {"run_id": foreign["run_id"]}),
     "history.sync_now": ("POST", lambda foreign: {"event_id": foreign["event_id"]}),
     "history.backfill_status": ("GET", lambda foreign: {"backfill_id": foreign["backfill_id"]}),
 }
@@ -55,7 +56,7 @@ def test_another_merchants_id_is_404_and_nothing_changes(app, client, account, f
 
         url = url_for(endpoint, **values(foreign))
     token = csrf_token(client, "/")
-    response = client.get(url) if method == "GET" else client.post(url, data={"csrf_token": token, "new_document": "1"})
+    response = client.get(url) if method == "GET" else client.post(url, data={"csrf_token": token, "new_document": "1", "reviewed": "1"})
     assert response.status_code == 404
     body = response.get_data(as_text=True)
     assert "theirs" not in body and "in_theirs" not in body

@@ -13,12 +13,13 @@ from datetime import date
 from ..backfill import BackfillRefused, backfill_create, backfill_progress
 from ..extensions import db
 from ..models import Backfill, SyncRule
-from ..runs import RunActionRefused, event_sync_now, sync_run_again
+from ..runs import RunActionRefused, event_sync_now, sync_run_again, sync_run_book_anyway
 from ..settings.sync_config import rule_for
 from . import bp
+from .review import differences, held_review, row_note, status_words
 from .selectors import (
     IN_FLIGHT,
-    STATUSES,
+    STATUS_FILTERS,
     HistoryFilter,
     event_for_merchant,
     ignored_events_page,
@@ -30,6 +31,12 @@ from .selectors import (
 )
 
 HTMX_STOP_POLLING = 286
+
+
+@bp.context_processor
+def run_words():
+    """How the history's templates put a run into words (see review.py)."""
+    return {"status_words": status_words, "row_note": row_note, "held_review": held_review}
 
 
 def _page(f: HistoryFilter):
@@ -45,7 +52,7 @@ def index():
     f = HistoryFilter.from_args(request.args)
     page = _page(f)
     return render_template(
-        "history/index.html", f=f, page=page, statuses=STATUSES, overview=overview(current_user.merchant_id),
+        "history/index.html", f=f, page=page, status_filters=STATUS_FILTERS, overview=overview(current_user.merchant_id),
         in_flight=any(getattr(row, "status", None) in IN_FLIGHT for row in page.rows),
         document_types=SyncRule.DOCUMENT_TYPES, triggers=SyncRule.TRIGGERS,
         demo_enabled="demo.send_invoice" in current_app.view_functions,
@@ -96,6 +103,31 @@ def sync_again(run_id: int):
     return redirect(url_for("history.invoice", stripe_invoice_id=run.stripe_invoice_id))
 
 
+@bp.route("/history/runs/<int:run_id>/book-anyway", methods=["POST"])
+@login_required
+def book_anyway(run_id: int):
+    """A held run, reviewed by a person: book its draft (or keep it, for draft rules) as it is."""
+    run = run_for_merchant(current_user.merchant_id, run_id)
+    if run is None:
+        abort(404)
+    if request.form.get("reviewed") != "1":
+        flash("Nothing was done: tick “I have reviewed the draft in e-conomic” to confirm first.", "error")
+    else:
+        try:
+            sync_run_book_anyway(run)
+            flash(_book_anyway_done(run), "success")
+        except RunActionRefused as refusal:
+            flash(str(refusal), "error")
+    return redirect(url_for("history.invoice", stripe_invoice_id=run.stripe_invoice_id))
+
+
+def _book_anyway_done(run) -> str:
+    if run.status == "succeeded":
+        kept = "Kept the draft as it is" if run.document_type != "booked_invoice" else "Booked the draft as it is"
+        return f"{kept}; its totals still differ from Stripe's."
+    return "Queued: the reviewed draft will be booked as it is in a moment."
+
+
 @bp.route("/history/events/<int:event_id>/sync-now", methods=["POST"])
 @login_required
 def sync_now(event_id: int):
@@ -111,7 +143,8 @@ def sync_now(event_id: int):
 
 
 CSV_COLUMNS = ("run_id", "stripe_invoice_id", "invoice_number", "customer", "email", "amount", "currency", "trigger",
-               "document_type", "status", "economic_document_number", "attempts", "last_update", "error")
+               "document_type", "status", "economic_document_number", "attempts", "last_update", "error",
+               "held_reason", "totals_differences", "needs_credit_note")
 
 
 @bp.route("/history.csv")
@@ -129,6 +162,7 @@ def export_csv():
                 run.id, run.stripe_invoice_id, run.stripe_invoice_number or "", _safe(run.customer_name), run.customer_email or "",
                 _amount(run), run.currency or "", run.trigger, run.document_type, run.status, run.document_number or "",
                 run.attempts, run.updated_at.isoformat(), _safe(run.last_error),
+                _safe(run.held_reason), _safe("; ".join(differences(run))), "yes" if run.needs_credit_note else "",
             ])
             yield buffer.getvalue()
             buffer.seek(0)

@@ -12,7 +12,20 @@ from ..models import AuditRow, SyncRun, WebhookEvent, utcnow
 
 PAGE_SIZE = 50
 IN_FLIGHT = ("queued", "running", "retrying")
-STATUSES = ("queued", "running", "retrying", "succeeded", "failed", "ignored")
+# The status filter's choices and their labels; "ignored" lists events no rule took, not runs.
+STATUS_FILTERS = {
+    "queued": "Queued",
+    "running": "Running",
+    "retrying": "Retrying",
+    "succeeded": "Succeeded",
+    "held": "Held for review",
+    "failed": "Failed",
+    "skipped": "Skipped",
+    "ignored": "Ignored",
+}
+STATUSES = tuple(STATUS_FILTERS)
+# Finished runs a person has to look at: failed ones, and held ones awaiting review.
+NEEDS_ATTENTION = ("failed", "held")
 
 
 @dataclass(frozen=True)
@@ -168,7 +181,8 @@ class Overview:
     today: dict[str, int]
     week: dict[str, int]
     per_day: list[tuple[date, int, int]]  # (day, succeeded, failed)
-    attention: int
+    attention: int  # failed runs, at any time
+    held: int  # runs held for review, at any time
 
 
 def overview(merchant_id: int) -> Overview:
@@ -192,6 +206,8 @@ def overview(merchant_id: int) -> Overview:
         key = day_value if isinstance(day_value, date) else date.fromisoformat(str(day_value)[:10])
         if key in days:
             days[key][0 if status == "succeeded" else 1] += count
-    attention = db.session.scalar(select(func.count()).select_from(SyncRun).where(
-        SyncRun.merchant_id == merchant_id, SyncRun.status == "failed"))
-    return Overview(counts(today_start), counts(week_start), [(d, s, f) for d, (s, f) in days.items()], attention or 0)
+    # One seek per status on the (merchant, status, updated_at) index.
+    waiting = dict(db.session.execute(select(SyncRun.status, func.count()).where(
+        SyncRun.merchant_id == merchant_id, SyncRun.status.in_(NEEDS_ATTENTION)).group_by(SyncRun.status)).all())
+    return Overview(counts(today_start), counts(week_start), [(d, s, f) for d, (s, f) in days.items()],
+                    waiting.get("failed", 0), waiting.get("held", 0))
