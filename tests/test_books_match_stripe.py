@@ -257,6 +257,19 @@ def test_a_german_consumer_charged_oss_vat_is_booked_with_19_percent(case):
     assert case.totals(booked) == ("216.90", "41.21", "258.11")
 
 
+def test_a_swedish_consumer_charged_swedish_vat_is_booked_with_it(case):
+    invoice = stripe_invoice([line("prod_cloud", 10000, rate=SE25)], currency="sek", country="SE")
+    case.run(invoice, vat_mapping={"rate:SE:25": VatChoice(2, 5)})
+    [booked] = case.booked()
+    assert booked["currency"] == "SEK" and case.totals(booked) == ("100.00", "25.00", "125.00")
+
+
+def test_uk_vat_is_held_until_the_merchant_says_where_it_goes(case):
+    held, _ = case.run(stripe_invoice([line("prod_cloud", 10000, rate=GB20)], currency="gbp", country="GB"))
+    assert isinstance(held, SyncHeld) and "“GB 20 %”, which has no VAT mapping yet" in held.reason
+    assert not case.economic.store["customers"] and not case.booked()
+
+
 def test_a_customer_without_an_address_is_taxed_as_stripe_charged_not_as_domestic(case):
     invoice = stripe_invoice([line("prod_cloud", 10000, rate=DE19)], currency="eur", country=None)
     case.run(invoice, vat_mapping={"rate:DE:19": VatChoice(2, 4), "rate:DK:25": VatChoice(1)})

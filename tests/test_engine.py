@@ -271,6 +271,8 @@ def test_a_validation_error_ends_failed_with_economics_field_message(invoice):
     assert not failure.value.transient
     assert "delivery.city: City is too long." in failure.value.message
     assert "abc123" in failure.value.message
+    assert failure.value.message.endswith("Check the Invoice/Order field mappings (Delivery fields), then press Sync again.")
+    assert failure.value.message.count("Validation exception.") == 1
     assert recorder.steps[-1]["step"] == "document" and recorder.steps[-1]["error"] == failure.value.message
 
 

@@ -136,3 +136,68 @@ def test_redis_down_during_delivery_then_synced_after_it_returns(app, base_confi
         with offline_app.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+def test_an_invoice_that_differs_from_stripe_is_held_then_synced_again_or_booked_anyway(app, base_config, account, fakes, tmp_path):
+    """A Danish customer exempt from VAT: held until mapped; a wrong mapping leaves a held draft, never a
+    booked invoice; fixed and synced again, the held draft is replaced; or a reviewer books it anyway."""
+    from portal.models import VatMapping
+    from portal.runs import sync_run_again, sync_run_book_anyway
+
+    stripe_fake, economic_fake = fakes
+    configure(app, account.merchant_id, stripe_fake, "booked_invoice")
+    exempt = []
+    for number in ("W-0101", "W-0102"):
+        invoice, customer, products = make_invoice(number=number, vat_percent=0)
+        invoice["customer_tax_exempt"] = "exempt"
+        stripe_fake.add_invoice(invoice, customer, products)
+        exempt.append(invoice)
+
+    def finished(invoice_id):
+        return wait_for(lambda: (r := run_status(app, invoice_id)) and r.status in ("succeeded", "held", "failed") and r,
+                        timeout=60, what="the run to finish")
+
+    def map_exempt_to(zone):
+        with app.app_context():
+            row = db.session.scalar(db.select(VatMapping).where(VatMapping.merchant_id == account.merchant_id)) \
+                or VatMapping(merchant_id=account.merchant_id, treatment="exempt")
+            row.vat_zone_number = zone
+            db.session.add(row)
+            db.session.commit()
+
+    def act(invoice_id, action):
+        with app.app_context():
+            action(db.session.scalar(db.select(SyncRun).where(SyncRun.stripe_invoice_id == invoice_id)))
+            db.session.remove()
+
+    worker = start_worker(worker_env(base_config, stripe_fake, economic_fake, tmp_path), tmp_path / "worker.log")
+    try:
+        for invoice in exempt:
+            assert deliver(app.test_client(), account, invoice).status_code == 200
+        runs = [finished(invoice["id"]) for invoice in exempt]
+        assert [r.status for r in runs] == ["held", "held"]
+        assert "“Customer exempt from VAT”, which has no VAT mapping yet" in runs[0].held_reason
+        assert runs[0].held_setting == "vat-mapping"
+        assert economic_fake.documents("invoices/drafts") == [] and economic_fake.documents("invoices/booked") == []
+
+        map_exempt_to(1)  # by mistake: the domestic zone, where e-conomic adds 25 %
+        for invoice in exempt:
+            act(invoice["id"], sync_run_again)
+        runs = [finished(invoice["id"]) for invoice in exempt]
+        assert [r.status for r in runs] == ["held", "held"]
+        assert "VAT: Stripe 0.00 DKK, e-conomic 2,155.00 DKK" in runs[0].held_reason
+        assert len(economic_fake.documents("invoices/drafts")) == 2 and economic_fake.documents("invoices/booked") == []
+
+        act(exempt[0]["id"], sync_run_book_anyway)  # the reviewer accepts e-conomic's draft as it is
+        map_exempt_to(4)  # the fix: domestic exempt
+        act(exempt[1]["id"], sync_run_again)
+        reviewed, fixed = [wait_for(lambda i=invoice: (r := run_status(app, i["id"])) and r.status == "succeeded" and r,
+                                    timeout=60, what="the run to succeed") for invoice in exempt]
+        booked = {b["references"]["other"]: b for b in economic_fake.documents("invoices/booked")}
+        assert set(booked) == {"W-0101", "W-0102"}
+        assert (booked["W-0101"]["vatAmount"], reviewed.reconciled) == (2155.0, False)
+        assert (booked["W-0102"]["netAmount"], booked["W-0102"]["vatAmount"], booked["W-0102"]["grossAmount"]) == (8620.0, 0.0, 8620.0)
+        assert fixed.reconciled and fixed.generation == 3
+        assert economic_fake.documents("invoices/drafts") == []  # the held draft was deleted, the new one booked
+    finally:
+        stop_process(worker)

@@ -4,6 +4,7 @@ Revision ID: 0008_held_runs_vat_mappings
 Revises: 0007_event_payload_lz4
 Create Date: 2026-11-30 09:00:00
 
+Links that only recorded "used the default product" are forgotten, so those products are looked up again.
 A run whose document differs from Stripe is now *held* with the reason and both sides' figures;
 "Create a new document" starts a new generation of a run; each VAT treatment found on Stripe
 invoices maps to an e-conomic VAT zone (and optionally a product group).
@@ -47,6 +48,13 @@ def upgrade():
     )
     with op.batch_alter_table('vat_mappings', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_vat_mappings_merchant_id'), ['merchant_id'], unique=False)
+
+    # Earlier versions remembered "this Stripe product used the default product" as a link, so the real
+    # product was never looked for again. Forget those links; the next sync looks the product up.
+    op.execute(
+        "DELETE FROM product_links WHERE EXISTS (SELECT 1 FROM sync_settings AS s "
+        "WHERE s.merchant_id = product_links.merchant_id AND s.default_product_number = product_links.economic_product_number)"
+    )
 
 
 def downgrade():

@@ -76,8 +76,9 @@ def error_from_response(response: requests.Response) -> EconomicError:
     if not isinstance(body, dict):
         body = {}
     message = body.get("message") or response.reason or "Unexpected answer"
-    if body.get("developerHint"):
-        message = f"{message} {body['developerHint']}".strip()
+    hint = body.get("developerHint")
+    if hint and hint.strip() not in message:  # e-conomic often repeats the message as the hint: say it once
+        message = f"{message} {hint}".strip()
     return EconomicError(
         message=message,
         status=response.status_code,

@@ -168,9 +168,41 @@ def stripe_failure(error: stripe.StripeError) -> SyncFailure:
     return SyncFailure(message, transient=transient)
 
 
+# Where a merchant fixes what e-conomic refused, by the refused field's first part.
+FIELD_HINTS = {
+    "delivery": "the Invoice/Order field mappings (Delivery fields)",
+    "notes": "the Invoice/Order field mappings (Heading and text lines)",
+    "references": "the Stripe invoice number",
+    "lines": "the products and their groups (Customer & product settings › Product sync)",
+    "customer": "the customer in e-conomic and Customer & product settings › Customer sync",
+    "currency": "the currency setting and e-conomic's currency list",
+    "layout": "the Invoice Layout setting",
+    "paymentTerms": "the Payment Terms setting",
+    "dueDate": "the Payment Terms setting (due-date terms need a due date)",
+    "recipient": "the VAT mapping (the document's VAT zone) and the customer's address in Stripe",
+    "vatZone": "the VAT mapping",
+    "customerGroup": "the Customer Group setting",
+    "productGroup": "the product group setting",
+    "vatNumber": "the customer's tax id in Stripe",
+    "corporateIdentificationNumber": "the customer's tax id in Stripe",
+    "productNumber": "the product settings",
+}
+
+
 def economic_failure(error: EconomicError, doing: str) -> SyncFailure:
-    return SyncFailure(f"e-conomic refused {doing}: {error}" if not error.transient else f"{doing}: {error}",
-                       transient=error.transient, retry_after=error.retry_after)
+    """e-conomic's refusal as e-conomic worded it, with where to look; transient ones are retried."""
+    if error.transient:
+        return SyncFailure(f"{doing}: {error}", transient=True, retry_after=error.retry_after)
+    places = []
+    for name in error.field_errors:
+        first = name.split(".", 1)[0].split("[", 1)[0]
+        hint = FIELD_HINTS.get(first) or FIELD_HINTS.get(name.rsplit(".", 1)[-1])
+        if hint and hint not in places:
+            places.append(hint)
+    text = f"e-conomic refused {doing}: {error}"
+    if places:
+        text += f". Check {' and '.join(places)}, then press Sync again."
+    return SyncFailure(text)
 
 
 def customer_tax_id(invoice: dict) -> str | None:
