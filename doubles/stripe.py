@@ -160,7 +160,10 @@ class FakeStripe(ServedDouble):
         lines = random.sample(catalogue, k=random.randint(1, 3))
         number = f"DEMO-{len(self.invoices) + 1:04d}"
         status = "paid" if order["event"] == "invoice.paid" else "open"
-        invoice, customer, products = make_invoice(number=number, lines=lines, status=status)
+        exempt = order.get("variant") == "exempt"  # a customer exempt from VAT: held until its VAT is mapped
+        invoice, customer, products = make_invoice(number=number, lines=lines, status=status, vat_percent=0 if exempt else 25)
+        if exempt:
+            invoice["customer_tax_exempt"] = "exempt"
         self.add_invoice(invoice, customer, products)
         try:
             answer = deliver(order["webhook_url"], order["event"], self.invoices[invoice["id"]], order["secret"])

@@ -34,10 +34,11 @@ def send_invoice():
     if not secret:
         flash("Save a webhook signing secret on the Connections page first.", "error")
         return redirect(url_for("history.index"))
+    variant = "exempt" if request.form.get("variant") == "exempt" else "standard"
     try:
         answer = requests.post(
             current_app.config["DEMO_STRIPE_CONTROL_URL"] + "/_demo/send-invoice", timeout=15,
-            json={"event": event, "secret": secret,
+            json={"event": event, "secret": secret, "variant": variant,
                   "webhook_url": url_for("webhooks.stripe_event", webhook_key=merchant.webhook_key, _external=True)},
         ).json()
     except (requests.RequestException, ValueError) as error:
@@ -71,6 +72,7 @@ def set_up_demo_merchant(app) -> None:
                 merchant_id=merchant.id, payment_terms_number=1, customer_group_number=1, vat_zone_domestic=1,
                 vat_zone_eu_with_vat_id=2, vat_zone_eu_without_vat_id=2, vat_zone_outside_eu=3, layout_number=19,
                 new_product_group_number=1, default_product_number="MISC", discount_product_number="DISCOUNT",
+                shipping_product_number="SHIP", rounding_product_number="ROUND",
             ))
         db.session.commit()
 
@@ -85,6 +87,8 @@ def main() -> int:
     economic_fake = FakeEconomic().start()
     economic_fake.add_product("MISC", "Miscellaneous")
     economic_fake.add_product("DISCOUNT", "Discount")
+    economic_fake.add_product("SHIP", "Shipping")
+    economic_fake.add_product("ROUND", "VAT rounding", productGroup={"productGroupNumber": 3})
     os.environ.update({
         "STRIPE_API_BASE": stripe_fake.url,
         "ECONOMIC_API_URL": economic_fake.url,

@@ -30,3 +30,21 @@ def test_send_a_test_invoice_and_see_it_synced(tmp_path):
         detail_url = re.search(r'href="(/history/invoices/in_[^"]+)"', page).group(1)
         detail = session.get(portal.base_url + detail_url).text
         assert "Booked Invoice" in detail and "document-number" in detail
+
+
+def test_an_exempt_customers_invoice_is_held_until_its_vat_is_mapped(tmp_path):
+    with running_portal(tmp_path, module="portal.demo") as portal:
+        session = requests.Session()
+        token = csrf_token_from(session.get(portal.base_url + "/login").text)
+        session.post(portal.base_url + "/login", data={"email": DEMO_EMAIL, "password": DEMO_PASSWORD, "csrf_token": token})
+        history = session.get(portal.base_url + "/history").text
+        session.post(portal.base_url + "/demo/send-invoice",
+                     data={"csrf_token": csrf_token_from(history), "event": "invoice.paid", "variant": "exempt"})
+
+        def held():
+            page = session.get(portal.base_url + "/history?status=held").text
+            return "held for review" in page and "/history/invoices/in_" in page and page
+
+        page = wait_for(held, timeout=60, what="the exempt invoice to be held")
+        detail = session.get(portal.base_url + re.search(r'href="(/history/invoices/in_[^"]+)"', page).group(1)).text
+        assert "Customer exempt from VAT" in detail and "customer-product-settings#vat-mapping" in detail

@@ -191,6 +191,7 @@ def test_saving_a_mapping_stores_only_what_changed_and_reads_back(app, signed_in
     assert "Customer &amp; product settings saved." in response.get_data(as_text=True)
     assert mappings(app, account.merchant_id) == {
         "rate:DK:25": VatChoice(1), "rate:DE:19": VatChoice(2, 20), "reverse_charge": VatChoice(2), "none:outside_eu": VatChoice(3),
+        "none:eu": VatChoice(1),  # the form's "EU customers without a VAT id" zone
     }
     assert stored_rows(app) == 1  # the rows left as shown keep following the VAT zone settings
     page = page_text(signed_in)

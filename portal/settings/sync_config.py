@@ -169,7 +169,8 @@ def vat_mappings_for(merchant_id: int) -> dict[str, VatChoice]:
         mapping = default_vat_mapping(DEFAULT_HOME_COUNTRY, None, None, None)
     else:
         mapping = default_vat_mapping(settings.home_country or DEFAULT_HOME_COUNTRY, settings.vat_zone_domestic,
-                                      settings.vat_zone_eu_with_vat_id, settings.vat_zone_outside_eu)
+                                      settings.vat_zone_eu_with_vat_id, settings.vat_zone_outside_eu,
+                                      settings.vat_zone_eu_without_vat_id)
     for key, choice in vat_mappings_stored(merchant_id).items():
         if choice.vat_zone_number is None:
             mapping.pop(key, None)  # "not mapped" overrides a default

@@ -91,7 +91,7 @@ class EngineSettings:
         if self.vat_mapping is not None:
             return self.vat_mapping
         return default_vat_mapping(self.home_country, self.vat_zone_domestic, self.vat_zone_eu_with_vat_id,
-                                   self.vat_zone_outside_eu)
+                                   self.vat_zone_outside_eu, self.vat_zone_eu_without_vat_id)
 
 
 @dataclass
@@ -384,7 +384,7 @@ class SyncEngine:
         unmapped = [t for t in treatments if not (choices.get(t.key) and choices[t.key].vat_zone_number)]
         if unmapped:
             names = ", ".join(f"“{t.label}”" for t in unmapped)
-            raise SyncHeld(f"Stripe charged VAT on this invoice as {names}, which has no VAT mapping yet. Choose its "
+            raise SyncHeld(f"Stripe's VAT on this invoice is {names}, which has no VAT mapping yet. Choose its "
                            "e-conomic VAT zone under Customer & product settings › VAT mapping, then press Sync again.",
                            setting="vat-mapping")
         zones = {choices[t.key].vat_zone_number for t in treatments}

@@ -134,9 +134,10 @@ def treatment_from_key(key: str, home_country: str) -> Treatment:
 
 
 def default_vat_mapping(home_country: str, domestic: int | None, eu_with_vat_id: int | None,
-                        outside_eu: int | None) -> dict[str, VatChoice]:
+                        outside_eu: int | None, eu_without_vat_id: int | None = None) -> dict[str, VatChoice]:
     """The common Danish cases out of the box: the home standard rate → domestic, reverse charge → EU,
-    no tax outside the EU → abroad. Zone numbers come from the merchant's existing VAT zone settings."""
+    no tax outside the EU → abroad, and no tax to a customer elsewhere in the EU → the zone chosen for EU
+    customers without a VAT id. Zone numbers come from the merchant's VAT zone settings."""
     mapping: dict[str, VatChoice] = {}
     home = home_country.upper()
     if home in STANDARD_RATES and domestic:
@@ -145,6 +146,8 @@ def default_vat_mapping(home_country: str, domestic: int | None, eu_with_vat_id:
         mapping[REVERSE_CHARGE] = VatChoice(eu_with_vat_id)
     if outside_eu:
         mapping[NO_TAX_OUTSIDE_EU] = VatChoice(outside_eu)
+    if eu_without_vat_id:
+        mapping[NO_TAX_EU] = VatChoice(eu_without_vat_id)
     return mapping
 
 
