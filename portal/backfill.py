@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from . import runs
 from .extensions import db
-from .models import Backfill, Connection, SyncRun, utcnow
+from .models import FINISHED_STATUSES, Backfill, Connection, SyncRun, utcnow
 from .queue import sync_queue
 from .settings.sync_config import rule_for
 from .sync.stripe_source import stripe_client
@@ -107,7 +107,7 @@ def backfill_progress(backfill: Backfill) -> dict:
     finished = 0
     if backfill.runs_created:
         finished = db.session.scalar(select(func.count()).select_from(SyncRun).where(
-            SyncRun.backfill_id == backfill.id, SyncRun.status.in_(("succeeded", "failed")))) or 0
+            SyncRun.backfill_id == backfill.id, SyncRun.status.in_(FINISHED_STATUSES))) or 0
     if backfill.status == "syncing" and finished >= backfill.runs_created:
         backfill.status, backfill.finished_at = "done", utcnow()
         db.session.commit()

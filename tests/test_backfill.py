@@ -88,3 +88,17 @@ def test_bad_ranges_are_refused_clearly(app, client, connected, data, message):
     assert message in page
     with app.app_context():
         assert db.session.scalar(db.select(db.func.count()).select_from(Backfill)) == 0
+
+
+def test_held_and_skipped_runs_count_as_finished_so_a_backfill_completes(app, account):
+    with app.app_context():
+        backfill = Backfill(merchant_id=account.merchant_id, date_from=datetime(2026, 11, 1).date(),
+                            date_to=datetime(2026, 11, 30).date(), status="syncing", runs_created=4)
+        db.session.add(backfill)
+        db.session.flush()
+        for n, status in enumerate(("succeeded", "held", "skipped", "failed")):
+            db.session.add(SyncRun(merchant_id=account.merchant_id, stripe_invoice_id=f"in_done_{n}", document_type="draft_invoice",
+                                   trigger="paid", status=status, backfill_id=backfill.id))
+        db.session.commit()
+        assert backfill_progress(backfill) == {"finished": 4, "total": 4, "percent": 100}
+        assert backfill.status == "done"
