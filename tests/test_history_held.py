@@ -120,6 +120,13 @@ def signed_in(client, account):
     return client
 
 
+def press(client, run_id, invoice_id, action, reviewed=False):
+    """Press a run's button on its invoice page (with the page's CSRF token); the page it lands on."""
+    token = csrf_token(client, f"/history/invoices/{invoice_id}")
+    data = {"csrf_token": token, **({"reviewed": "1"} if reviewed else {})}
+    return client.post(f"/history/runs/{run_id}/{action}", data=data, follow_redirects=True).get_data(as_text=True)
+
+
 def test_held_and_skipped_are_filters_and_the_overview_counts_held_runs(app, signed_in, account):
     now = datetime.now(timezone.utc)
     with app.app_context():
@@ -310,9 +317,7 @@ def test_keep_the_draft_as_it_is_accepts_a_held_draft(app, signed_in, account):
         run = add_rounding_held(account.merchant_id)
         db.session.commit()
         run_id, invoice_id = run.id, run.stripe_invoice_id
-    token = csrf_token(signed_in, f"/history/invoices/{invoice_id}")
-    page = signed_in.post(f"/history/runs/{run_id}/book-anyway", data={"csrf_token": token, "reviewed": "1"},
-                          follow_redirects=True).get_data(as_text=True)
+    page = press(signed_in, run_id, invoice_id, "book-anyway", reviewed=True)
     assert 'class="flash flash-success"' in page and "Kept the draft as it is" in page
     with app.app_context():
         run = db.session.get(SyncRun, run_id)
@@ -324,9 +329,7 @@ def test_book_anyway_queues_the_reviewed_draft_of_a_booked_invoice_rule(app, sig
         run = add_reverse_charge_held(account.merchant_id)
         db.session.commit()
         run_id, invoice_id = run.id, run.stripe_invoice_id
-    token = csrf_token(signed_in, f"/history/invoices/{invoice_id}")
-    page = signed_in.post(f"/history/runs/{run_id}/book-anyway", data={"csrf_token": token, "reviewed": "1"},
-                          follow_redirects=True).get_data(as_text=True)
+    page = press(signed_in, run_id, invoice_id, "book-anyway", reviewed=True)
     assert "Queued: the reviewed draft will be booked as it is in a moment." in page
     with app.app_context():
         run = db.session.get(SyncRun, run_id)
@@ -338,9 +341,7 @@ def test_book_anyway_on_a_run_that_is_not_held_shows_the_refusal(app, signed_in,
         run = add_run(account.merchant_id, 1, status="failed", last_error="e-conomic refused the document.")
         db.session.commit()
         run_id, invoice_id = run.id, run.stripe_invoice_id
-    token = csrf_token(signed_in, f"/history/invoices/{invoice_id}")
-    page = signed_in.post(f"/history/runs/{run_id}/book-anyway", data={"csrf_token": token, "reviewed": "1"},
-                          follow_redirects=True).get_data(as_text=True)
+    page = press(signed_in, run_id, invoice_id, "book-anyway", reviewed=True)
     assert '<p class="flash flash-error" role="status">Only a run held for review can be booked anyway.</p>' in page
     with app.app_context():
         assert db.session.get(SyncRun, run_id).status == "failed"
@@ -351,9 +352,7 @@ def test_sync_again_on_a_held_run_queues_it(app, signed_in, account):
         run = add_reverse_charge_held(account.merchant_id)
         db.session.commit()
         run_id, invoice_id = run.id, run.stripe_invoice_id
-    token = csrf_token(signed_in, f"/history/invoices/{invoice_id}")
-    page = signed_in.post(f"/history/runs/{run_id}/sync-again", data={"csrf_token": token},
-                          follow_redirects=True).get_data(as_text=True)
+    page = press(signed_in, run_id, invoice_id, "sync-again")
     assert "Queued: the invoice will be synced again in a moment." in page
     with app.app_context():
         run = db.session.get(SyncRun, run_id)
