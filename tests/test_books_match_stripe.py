@@ -401,6 +401,14 @@ def test_a_fixed_currency_applies_to_new_customers_only_never_to_amounts(case):
     assert booked["currency"] == "EUR" and case.totals(booked) == ("195.21", "37.09", "232.30")  # not DKK 195.21
 
 
+def test_a_currency_the_agreement_refuses_is_held_with_economics_words(case):
+    held, _ = case.run(stripe_invoice([line("prod_cloud", 10000, rate=None)], currency="mxn", country="US"))
+    assert isinstance(held, SyncHeld) and held.setting == "currency"
+    assert held.reason.startswith("e-conomic refused a customer in MXN: e-conomic answered 400:")
+    assert "Currency 'MXN' not found." in held.reason
+    assert not case.booked()
+
+
 def test_a_draft_rule_is_reconciled_too_and_flagged(case):
     invoice = stripe_invoice([line("prod_hours", 100000, rate=None)], exempt="exempt")
     held, _ = case.run(invoice, document_type="draft_invoice", vat_mapping={"exempt": VatChoice(1)})

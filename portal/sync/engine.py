@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -203,6 +205,19 @@ def economic_failure(error: EconomicError, doing: str) -> SyncFailure:
     if places:
         text += f". Check {' and '.join(places)}, then press Sync again."
     return SyncFailure(text)
+
+
+@contextmanager
+def currency_refusals_held(what: str, currency: str) -> Iterator[None]:
+    """A currency the agreement refuses cannot be fixed by retrying: hold the run, in e-conomic's words."""
+    try:
+        yield
+    except EconomicError as error:
+        if error.status == 400 and "currency" in error.field_errors:
+            raise SyncHeld(f"e-conomic refused {what} in {currency}: {error}. Documents keep the Stripe invoice's "
+                           "currency; add it to your e-conomic agreement (or, for new customers, choose a fixed "
+                           "currency), then press Sync again.", setting="currency") from None
+        raise
 
 
 def customer_tax_id(invoice: dict) -> str | None:
@@ -504,8 +519,9 @@ class SyncEngine:
         })
         # Keyed on the Stripe customer, not the run: two runs for one new customer get one e-conomic customer.
         stripe_customer = invoice["customer"]["id"] if isinstance(invoice.get("customer"), dict) else invoice.get("customer")
-        created = self.economic.request("POST", "/customers", json=body,
-                                        idempotency_key=idempotency_key("customer", stripe_customer, number))
+        with currency_refusals_held("a customer", body["currency"]):
+            created = self.economic.request("POST", "/customers", json=body,
+                                            idempotency_key=idempotency_key("customer", stripe_customer, number))
         return int(created["customerNumber"])
 
     def _tax_id_field(self, invoice: dict) -> dict[str, str]:
@@ -720,8 +736,9 @@ class SyncEngine:
         if draft_number is None:
             state.document_create_started = True
             self.recorder.progress(document_create_started=True)
-            draft = self.economic.request("POST", path, json=body,
-                                          idempotency_key=self._key(state, "document", kind))
+            with currency_refusals_held("a document", body["currency"]):
+                draft = self.economic.request("POST", path, json=body,
+                                              idempotency_key=self._key(state, "document", kind))
             draft_number = draft[number_field]
             outcome = "created"
         setattr(state, state_field, draft_number)
