@@ -19,6 +19,7 @@ from portal import create_app
 from portal.extensions import db
 from portal.processes import die_with_parent
 from portal.queue import RedisNotConfigured, redis_connection, sync_queue
+from portal.runs.recovery import sync_run_requeue_pending
 
 log = logging.getLogger("worker")
 
@@ -34,8 +35,6 @@ class AppWorker(SimpleWorker):
 
 
 def requeue_loop(app, stop: threading.Event) -> None:
-    from portal.runs import sync_run_requeue_pending
-
     connection = redis_connection(app)
     lock_key = f"{app.config['REDIS_KEY_PREFIX']}:requeue-lock"
     every = app.config["REQUEUE_EVERY_SECONDS"]

@@ -32,7 +32,8 @@ def main() -> None:
         from portal.extensions import db
         from portal.models import FINISHED_STATUSES, SyncRule, SyncRun
         from portal.queue import sync_queue
-        from portal.runs import sync_run_create, sync_run_enqueue
+        from portal.runs.queueing import sync_run_enqueue
+        from portal.runs.services import sync_run_create
 
         app = create_app()
         merchant = prepare_merchant(app, stripe_fake.api_key)

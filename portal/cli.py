@@ -9,6 +9,7 @@ from sqlalchemy import String, literal, select, type_coerce, update
 from .crypto import secret_box
 from .extensions import db
 from .models import Connection
+from .runs.recovery import sync_run_requeue_pending
 
 secrets_cli = AppGroup("secrets", help="Manage the encryption of stored API secrets.")
 
@@ -46,6 +47,4 @@ runs_cli = AppGroup("runs", help="Sync runs.")
 @runs_cli.command("requeue")
 def runs_requeue_command() -> None:
     """Queue every run that is pending without a job (Redis was down) or whose worker died."""
-    from .runs import sync_run_requeue_pending
-
     click.echo(f"Queued {sync_run_requeue_pending()} run(s).")

@@ -39,11 +39,32 @@ def assert_valid_for_economic(schema_file: str, body: dict) -> None:
 
 @dataclass
 class MemoryRecorder:
+    """The engine's reports, kept as the run's column names (as the database recorder stores them)."""
+
     fields: dict = field(default_factory=dict)
     steps: list = field(default_factory=list)
 
-    def progress(self, **fields):
-        self.fields.update(fields)
+    def invoice_fetched(self, number, customer_name, customer_email, currency, total_minor):
+        self.fields.update(stripe_invoice_number=number, customer_name=customer_name, customer_email=customer_email,
+                           currency=currency, total_minor=total_minor)
+
+    def customer_known(self, number):
+        self.fields["economic_customer_number"] = number
+
+    def document_create_started(self):
+        self.fields["document_create_started"] = True
+
+    def draft_known(self, document_type, number):
+        self.fields["economic_order_number" if document_type == "draft_order" else "economic_draft_number"] = number
+
+    def invoice_booked(self, number):
+        self.fields["economic_booked_number"] = number
+
+    def held_draft_discarded(self):
+        self.fields["discard_draft_number"] = None
+
+    def credit_note_due(self):
+        self.fields["needs_credit_note"] = True
 
     def step(self, step, outcome, *, numbers=None, summary=None, error=None, duration_ms=0):
         self.steps.append({"step": step, "outcome": outcome, "numbers": numbers, "summary": summary, "error": error})

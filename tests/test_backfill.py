@@ -8,7 +8,7 @@ import pytest
 import responses
 from responses import matchers
 
-from portal.backfill import backfill_job, backfill_progress
+from portal.runs.backfill import backfill_job, backfill_progress
 from portal.extensions import db
 from portal.models import Backfill, Connection, SyncRun
 

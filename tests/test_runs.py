@@ -11,7 +11,9 @@ from rq import Queue
 
 from portal.extensions import db
 from portal.models import AuditRow, Connection, CustomerLink, ProductLink, SyncRule, SyncRun, SyncSettings, WebhookEvent
-from portal.runs import sync_run_create, sync_run_execute, sync_run_requeue_pending
+from portal.runs.jobs import sync_run_execute
+from portal.runs.recovery import sync_run_requeue_pending
+from portal.runs.services import sync_run_create
 
 from .helpers import event_payload, stripe_signature
 
@@ -67,7 +69,7 @@ def test_a_matching_event_creates_one_run_and_one_job_with_ids_only(app, client,
     with app.app_context():
         jobs = queue(app).get_jobs()
         assert [job.id for job in jobs] == [run.job_id]
-        assert jobs[0].func_name == "portal.runs.sync_run_job" and jobs[0].args == (run.id,)
+        assert jobs[0].func_name == "portal.runs.jobs.sync_run_job" and jobs[0].args == (run.id,)
     [stored] = events(app)
     assert (stored.outcome, stored.sync_run_id) == ("queued", run.id)
 

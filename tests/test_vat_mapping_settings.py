@@ -11,7 +11,8 @@ import responses
 
 from portal.extensions import db
 from portal.models import Connection, SyncSettings, VatMapping
-from portal.settings.sync_config import VatMappingError, vat_mappings_for, vat_mappings_save
+from portal.merchant_config import vat_mappings_for
+from portal.settings.sync_config import VatMappingError, vat_mappings_save
 from portal.settings.vat_mapping import treatment_from_key
 from portal.sync.vat import VatChoice
 

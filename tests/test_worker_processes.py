@@ -142,7 +142,7 @@ def test_an_invoice_that_differs_from_stripe_is_held_then_synced_again_or_booked
     """A Danish customer exempt from VAT: held until mapped; a wrong mapping leaves a held draft, never a
     booked invoice; fixed and synced again, the held draft is replaced; or a reviewer books it anyway."""
     from portal.models import VatMapping
-    from portal.runs import sync_run_again, sync_run_book_anyway
+    from portal.runs.services import sync_run_again, sync_run_book_anyway
 
     stripe_fake, economic_fake = fakes
     configure(app, account.merchant_id, stripe_fake, "booked_invoice")

@@ -10,11 +10,11 @@ from flask_login import current_user, login_required
 
 from datetime import date
 
-from ..backfill import BackfillRefused, backfill_create, backfill_progress
 from ..extensions import db
 from ..models import Backfill, SyncRule
-from ..runs import RunActionRefused, event_sync_now, sync_run_again, sync_run_book_anyway
-from ..settings.sync_config import rule_for
+from ..runs.backfill import BackfillRefused, backfill_create, backfill_progress
+from ..runs.services import RunActionRefused, event_sync_now, sync_run_again, sync_run_book_anyway
+from ..merchant_config import rule_for
 from . import bp
 from .review import differences, held_review, row_note, status_words
 from .selectors import (

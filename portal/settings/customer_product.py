@@ -14,10 +14,10 @@ from .sync_config import (
     VatMappingError,
     economic_choices,
     economic_products_check,
-    sync_settings_for,
     sync_settings_update,
     vat_mappings_save,
 )
+from ..merchant_config import sync_settings_for
 from .vat_mapping import vat_mapping_changes, vat_mapping_table
 
 

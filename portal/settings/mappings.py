@@ -32,7 +32,8 @@ from ..sync.mapping import (
 from ..sync.stripe_source import fetch_invoice, stripe_client
 from . import bp
 from .services import connection_for
-from .sync_config import mappings_for, mappings_save, sync_settings_for
+from ..merchant_config import mappings_for, sync_settings_for
+from .sync_config import mappings_save
 
 FREE_TEXT_CHOICES = {
     METADATA: "Invoice metadata › metadata.<key> (type the key)",

@@ -8,7 +8,7 @@ from flask_login import current_user, login_required
 from ..extensions import db
 from . import bp
 from .forms import RulesForm
-from .sync_config import rule_for
+from ..merchant_config import rule_for
 
 RULE_FIELDS = (
     "trigger",

@@ -1,7 +1,6 @@
-"""A merchant's sync configuration: rules, field mappings, customer & product settings, VAT mapping.
-
-Each merchant's rows are created with defaults on first read, so every merchant starts with a
-working configuration. All reads and writes are scoped by merchant id.
+"""What the settings screens write: field mappings, customer & product settings, the VAT mapping, and
+the e-conomic lists they choose from. Reads go through `portal.merchant_config`, as the worker's do.
+All reads and writes are scoped by merchant id.
 """
 
 from __future__ import annotations
@@ -17,46 +16,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..models import Connection, FieldMapping, SyncRule, SyncSettings, VatMapping
+from ..models import Connection, FieldMapping, SyncSettings, VatMapping
 from ..queue import redis_connection
 from ..sync.economic import EconomicError
-from ..sync.mapping import DEFAULT_MAPPINGS, Mapping, MappingError, Source, mapping_errors
-from ..sync.vat import VatChoice, default_vat_mapping
+from ..sync.mapping import Mapping, MappingError, mapping_errors
+from ..sync.vat import VatChoice
 from .services import economic_client_for
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HOME_COUNTRY = "DK"  # SyncSettings.home_country's default, for a merchant with no settings row yet
 VAT_TREATMENT_KEY_LENGTH = VatMapping.__table__.c.treatment.type.length
-
-
-def _get_or_create(model, merchant_id: int):
-    row = db.session.scalar(select(model).where(model.merchant_id == merchant_id))
-    if row is None:
-        row = model(merchant_id=merchant_id)
-        try:
-            with db.session.begin_nested():
-                db.session.add(row)
-        except IntegrityError:  # another request created it first
-            row = db.session.scalar(select(model).where(model.merchant_id == merchant_id))
-    return row
-
-
-def rule_for(merchant_id: int) -> SyncRule:
-    return _get_or_create(SyncRule, merchant_id)
-
-
-def sync_settings_for(merchant_id: int) -> SyncSettings:
-    return _get_or_create(SyncSettings, merchant_id)
-
-
-def mappings_for(merchant_id: int) -> dict[str, Mapping]:
-    """The merchant's mapping of every target: stored rows over the defaults."""
-    mappings = dict(DEFAULT_MAPPINGS)
-    for row in db.session.scalars(select(FieldMapping).where(FieldMapping.merchant_id == merchant_id)):
-        if row.target in mappings:
-            mappings[row.target] = Mapping(Source.parse(row.source), Source.parse(row.fallback))
-    return mappings
 
 
 def mappings_save(merchant_id: int, changes: dict[str, Mapping]) -> None:
@@ -151,34 +120,6 @@ class VatMappingError(ValueError):
     """A VAT mapping that cannot be stored, in words for the merchant."""
 
 
-def _vat_mapping_rows(merchant_id: int) -> list[VatMapping]:
-    return list(db.session.scalars(select(VatMapping).where(VatMapping.merchant_id == merchant_id)))
-
-
-def vat_mappings_stored(merchant_id: int) -> dict[str, VatChoice]:
-    """Only what the merchant chose, including choices of "not mapped" (a zone of None)."""
-    return {row.treatment: VatChoice(row.vat_zone_number, row.product_group_number) for row in _vat_mapping_rows(merchant_id)}
-
-
-def vat_mappings_for(merchant_id: int) -> dict[str, VatChoice]:
-    """The merchant's VAT mapping, treatment key → VatChoice: stored rows over the defaults made from the
-    VAT zone settings. Only mapped treatments are in it; a treatment missing from it holds its invoice.
-    A read: nothing is created or written (the worker calls it inside an app context)."""
-    settings = db.session.scalar(select(SyncSettings).where(SyncSettings.merchant_id == merchant_id))
-    if settings is None:
-        mapping = default_vat_mapping(DEFAULT_HOME_COUNTRY, None, None, None)
-    else:
-        mapping = default_vat_mapping(settings.home_country or DEFAULT_HOME_COUNTRY, settings.vat_zone_domestic,
-                                      settings.vat_zone_eu_with_vat_id, settings.vat_zone_outside_eu,
-                                      settings.vat_zone_eu_without_vat_id)
-    for key, choice in vat_mappings_stored(merchant_id).items():
-        if choice.vat_zone_number is None:
-            mapping.pop(key, None)  # "not mapped" overrides a default
-        else:
-            mapping[key] = choice
-    return mapping
-
-
 def vat_mapping_errors(choices: dict[str, VatChoice]) -> list[str]:
     errors = []
     for key, choice in choices.items():
@@ -199,7 +140,7 @@ def vat_mappings_save(merchant_id: int, choices: dict[str, VatChoice]) -> None:
     errors = vat_mapping_errors(choices)
     if errors:
         raise VatMappingError(" ".join(errors))
-    stored = {row.treatment: row for row in _vat_mapping_rows(merchant_id)}
+    stored = {row.treatment: row for row in db.session.scalars(select(VatMapping).where(VatMapping.merchant_id == merchant_id))}
     for key, choice in choices.items():
         row = stored.get(key)
         if row is None:

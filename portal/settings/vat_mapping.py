@@ -22,7 +22,7 @@ from ..queue import redis_connection
 from ..sync import vat
 from ..sync.stripe_source import stripe_client
 from ..sync.vat import Treatment, VatChoice, treatment_from_key
-from .sync_config import vat_mappings_for, vat_mappings_stored
+from ..merchant_config import vat_mappings_for, vat_mappings_stored
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The sync engine: one Stripe invoice → e-conomic customer, products, then the document.
 
-Plain Python. The caller (portal.sync.jobs) hands in the two API clients, the merchant's settings,
+Plain Python. The caller (portal.runs.jobs) hands in the two API clients, the merchant's settings,
 a recorder that persists progress and audit rows, and a store of remembered links. Every create is
 recorded before and after it is sent and carries an `Idempotency-Key`, and a retry first looks for
 what an earlier attempt created, so no attempt can make a second customer, product or document.
@@ -125,7 +125,17 @@ class RunState:
 
 
 class Recorder(Protocol):
-    def progress(self, **fields: Any) -> None: ...
+    """Where the engine reports what happened, as it happens; each call is persisted before the next create,
+    so a run taken back after a crash knows what its earlier attempt made."""
+
+    def invoice_fetched(self, number: str | None, customer_name: str | None, customer_email: str | None,
+                        currency: str | None, total_minor: int | None) -> None: ...
+    def customer_known(self, number: int) -> None: ...
+    def document_create_started(self) -> None: ...
+    def draft_known(self, document_type: str, number: int) -> None: ...
+    def invoice_booked(self, number: int) -> None: ...
+    def held_draft_discarded(self) -> None: ...
+    def credit_note_due(self) -> None: ...
     def step(self, step: str, outcome: str, *, numbers: str | None = None, summary: dict | None = None,
              error: str | None = None, duration_ms: int = 0) -> None: ...
 
@@ -336,19 +346,14 @@ class SyncEngine:
             raise SyncFailure("The Stripe invoice is still a draft; only finalized invoices are synced.")
         if invoice.get("status") == "void" and not state.override_reconciliation:
             if state.economic_booked_number:
-                self.recorder.progress(needs_credit_note=True)
+                self.recorder.credit_note_due()
             elif state.economic_draft_number or state.economic_order_number:
                 raise SyncHeld("The Stripe invoice was voided after its draft was made in e-conomic. Delete the "
                                "draft in e-conomic; nothing was booked.")
             else:
                 raise SyncSkipped("The Stripe invoice was voided before it was synced: nothing was made in e-conomic.")
-        self.recorder.progress(
-            stripe_invoice_number=invoice.get("number"),
-            customer_name=invoice.get("customer_name"),
-            customer_email=invoice.get("customer_email"),
-            currency=(invoice.get("currency") or "").upper() or None,
-            total_minor=invoice.get("total"),
-        )
+        self.recorder.invoice_fetched(invoice.get("number"), invoice.get("customer_name"), invoice.get("customer_email"),
+                                      (invoice.get("currency") or "").upper() or None, invoice.get("total"))
         self.recorder.step("fetch", "found", numbers=invoice.get("number"),
                            summary={"lines": len((invoice.get("lines") or {}).get("data") or [])},
                            duration_ms=int((time.monotonic() - started) * 1000))
@@ -425,7 +430,7 @@ class SyncEngine:
 
         def done(number: int, outcome: str, how: str) -> int:
             state.economic_customer_number = number
-            self.recorder.progress(economic_customer_number=number)
+            self.recorder.customer_known(number)
             if stripe_customer_id:
                 self.links.remember_customer(stripe_customer_id, number)
             self.recorder.step("customer", outcome, numbers=f"customer {number}", summary={"how": how},
@@ -708,7 +713,7 @@ class SyncEngine:
             if booked:
                 number = booked["bookedInvoiceNumber"]
                 state.economic_booked_number = number
-                self.recorder.progress(economic_booked_number=number)
+                self.recorder.invoice_booked(number)
                 self.recorder.step("document", "found", numbers=f"booked invoice {number}", summary=summary,
                                    duration_ms=elapsed())
                 return self._outcome(state, invoice, plan, booked, found_booked=True)
@@ -716,7 +721,7 @@ class SyncEngine:
         if state.discard_draft_number is not None:
             self._discard(path, state.discard_draft_number)
             state.discard_draft_number = None
-            self.recorder.progress(discard_draft_number=None)
+            self.recorder.held_draft_discarded()
 
         draft_number = getattr(state, state_field)
         draft = None
@@ -735,14 +740,14 @@ class SyncEngine:
         outcome = "found"
         if draft_number is None:
             state.document_create_started = True
-            self.recorder.progress(document_create_started=True)
+            self.recorder.document_create_started()
             with currency_refusals_held("a document", body["currency"]):
                 draft = self.economic.request("POST", path, json=body,
                                               idempotency_key=self._key(state, "document", kind))
             draft_number = draft[number_field]
             outcome = "created"
         setattr(state, state_field, draft_number)
-        self.recorder.progress(**{state_field: draft_number})
+        self.recorder.draft_known(kind, draft_number)
         self.recorder.step("document", outcome, numbers=f"{label} {draft_number}", summary=summary, duration_ms=elapsed())
 
         draft, result = self._reconciled(state, invoice, plan, vat, body, path, draft_number, draft)
@@ -860,7 +865,7 @@ class SyncEngine:
         )
         number = booked["bookedInvoiceNumber"]
         state.economic_booked_number = number
-        self.recorder.progress(economic_booked_number=number)
+        self.recorder.invoice_booked(number)
         self.recorder.step("book", "created", numbers=f"booked invoice {number} (from draft {draft_number})",
                            duration_ms=int((time.monotonic() - started) * 1000))
         return booked

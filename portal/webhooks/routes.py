@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import jsonify, request
 
 from ..extensions import csrf, limiter
-from .. import runs  # a module reference: portal.runs imports settings, which import this package
+from ..runs.queueing import sync_run_enqueue_new
 from . import bp
 from .services import WebhookRejected, event_intake, event_verify, intake_connection, webhook_target
 
@@ -28,5 +28,5 @@ def stripe_event(webhook_key: str):
         return jsonify(received=True, duplicate=True), 200
     # Only now that the run is committed may a worker see its job.
     if intake.new_run_id is not None:
-        runs.sync_run_enqueue_new(intake.new_run_id, intake.first_job_id)
+        sync_run_enqueue_new(intake.new_run_id, intake.first_job_id)
     return jsonify(received=True), 200

@@ -14,10 +14,11 @@ import stripe
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
-from .. import runs  # a module reference: portal.runs imports settings, which import this package
 from ..extensions import db
 from ..models import Connection, Merchant, SyncRule, SyncRun, WebhookEvent, insert_if_absent, utcnow
-from .rules import RuleChoices, decide
+from ..runs.queueing import job_id_for_new_run
+from ..runs.rules import RuleChoices, decide
+from ..runs.services import SYNC_RUN_KEY, sync_run_key, sync_run_values
 
 
 class WebhookRejected(Exception):
@@ -121,7 +122,7 @@ def event_intake(connection: sa.Connection, target: WebhookTarget, event: dict, 
     decision = decide(event["type"], event["data"]["object"], rule)
     event_row = _event_row(target.merchant_id, event, payload, invoice_id)
     if decision.sync and invoice_id:
-        run_row = runs.sync_run_values(target.merchant_id, invoice_id, rule, runs.job_id_for_new_run())
+        run_row = sync_run_values(target.merchant_id, invoice_id, rule, job_id_for_new_run())
         store = _store_with_run_in_one_statement if connection.dialect.name == "postgresql" else _store_with_run
         intake = store(connection, event_row, run_row)
     else:
@@ -172,7 +173,7 @@ def _event_row(merchant_id: int, event: dict, payload: bytes, invoice_id: str | 
 
 def _store_with_run(connection: sa.Connection, event_row: dict, run_row: dict) -> Intake:
     """The run (unless the invoice has it already), then the event linked to it: two statements."""
-    new_run_id = insert_if_absent(SyncRun, run_row, runs.SYNC_RUN_KEY, on=connection)
+    new_run_id = insert_if_absent(SyncRun, run_row, SYNC_RUN_KEY, on=connection)
     return _store_event_of_run(connection, event_row, run_row, new_run_id)
 
 
@@ -212,7 +213,7 @@ def _run_outcome(connection: sa.Connection, run_row: dict, new_run_id: int | Non
     if new_run_id is not None:
         return {"outcome": "queued", "ignored_reason": None, "sync_run_id": new_run_id}
     run_id = connection.scalar(select(SyncRun.id).where(
-        *runs.sync_run_key(run_row["merchant_id"], run_row["stripe_invoice_id"], run_row["document_type"])))
+        *sync_run_key(run_row["merchant_id"], run_row["stripe_invoice_id"], run_row["document_type"])))
     return {"outcome": "duplicate", "ignored_reason": _duplicate_reason(run_row["document_type"]), "sync_run_id": run_id}
 
 
@@ -239,7 +240,7 @@ def _store_with_run_statement(run_columns: tuple[str, ...], event_columns: tuple
     def parameters(table: sa.Table, columns: tuple[str, ...]) -> list[sa.BindParameter]:
         return [bindparam(name, type_=table.c[name].type) for name in columns]
 
-    key = [run_table.c[name] == bindparam(name, type_=run_table.c[name].type) for name in runs.SYNC_RUN_KEY]
+    key = [run_table.c[name] == bindparam(name, type_=run_table.c[name].type) for name in SYNC_RUN_KEY]
     existing = select(run_table.c.id).where(*key).cte("existing")
     run_exists = sa.exists(select(existing.c.id))
     next_id = sa.func.nextval(sa.func.pg_get_serial_sequence(run_table.name, "id"))
@@ -255,7 +256,7 @@ def _store_with_run_statement(run_columns: tuple[str, ...], event_columns: tuple
     new_run = (postgresql_insert(run_table)
                .from_select(["id", *run_columns], select(run_id.c.id, *parameters(run_table, run_columns))
                             .where(sa.exists(select(new_event.c.id)), ~run_exists))
-               .on_conflict_do_nothing(index_elements=runs.SYNC_RUN_KEY)
+               .on_conflict_do_nothing(index_elements=SYNC_RUN_KEY)
                .returning(run_table.c.id).cte("new_run"))
     return select(select(new_event.c.id).scalar_subquery().label("event_id"),
                   select(new_run.c.id).scalar_subquery().label("new_run_id"))

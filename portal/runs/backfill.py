@@ -10,13 +10,14 @@ from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
-from . import runs
-from .extensions import db
-from .models import FINISHED_STATUSES, Backfill, Connection, SyncRun, utcnow
-from .queue import sync_queue
-from .settings.sync_config import rule_for
-from .sync.stripe_source import stripe_client
-from .webhooks.rules import decide
+from ..extensions import db
+from ..merchant_config import rule_for
+from ..models import FINISHED_STATUSES, Backfill, Connection, SyncRun, utcnow
+from ..queue import sync_queue
+from ..sync.stripe_source import stripe_client
+from .queueing import sync_run_enqueue
+from .rules import decide
+from .services import sync_run_create
 
 log = logging.getLogger(__name__)
 MAX_DAYS = 366
@@ -41,7 +42,7 @@ def backfill_create(merchant_id: int, date_from: date, date_to: date) -> Backfil
     db.session.add(backfill)
     db.session.commit()
     try:
-        sync_queue().enqueue("portal.backfill.backfill_job", backfill.id, job_id=f"{current_app.config['REDIS_KEY_PREFIX']}-backfill-{backfill.id}", job_timeout=3600)
+        sync_queue().enqueue("portal.runs.backfill.backfill_job", backfill.id, job_id=f"{current_app.config['REDIS_KEY_PREFIX']}-backfill-{backfill.id}", job_timeout=3600)
     except (RedisError, OSError) as error:
         backfill.status, backfill.error = "failed", f"Could not queue the backfill: {error}"
         db.session.commit()
@@ -79,7 +80,7 @@ def backfill_job(backfill_id: int) -> str:
             data = invoice.to_dict()
             backfill.invoices_listed += 1
             if decide(_event_type_for(data, rule.trigger), data, rule).sync:
-                run, created = runs.sync_run_create(backfill.merchant_id, data["id"], rule)
+                run, created = sync_run_create(backfill.merchant_id, data["id"], rule)
                 if created:
                     run.backfill_id = backfill.id
                     backfill.runs_created += 1
@@ -98,7 +99,7 @@ def backfill_job(backfill_id: int) -> str:
         backfill.finished_at = utcnow()
     db.session.commit()
     for run in created_runs:
-        runs.sync_run_enqueue(run)
+        sync_run_enqueue(run)
     return backfill.status
 
 

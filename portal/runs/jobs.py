@@ -1,0 +1,92 @@
+"""The functions RQ runs. Plain functions taking ids; each runs inside the worker's app context."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import current_app
+from rq import get_current_job
+from sqlalchemy import or_, select, update
+
+from ..extensions import db
+from ..merchant_config import engine_settings_for
+from ..models import Connection, RunStatus, SyncRun, utcnow
+from ..sync.economic import EconomicClient
+from ..sync.engine import RunState, SyncEngine
+from ..sync.errors import SyncFailure, SyncHeld, SyncSkipped
+from ..sync.stripe_source import stripe_client
+from .recording import DatabaseLinks, DatabaseRecorder
+from .recovery import lease_expired_before
+from .services import replaced_numbers, sync_run_failed, sync_run_finished, sync_run_held
+
+log = logging.getLogger(__name__)
+
+
+def _engine_for(run: SyncRun) -> SyncEngine:
+    config = current_app.config
+    connection = db.session.scalar(select(Connection).where(Connection.merchant_id == run.merchant_id))
+    if connection is None or not connection.stripe_secret_key:
+        raise SyncFailure("No Stripe secret key is saved (Connections).")
+    if not (connection.economic_app_secret_token and connection.economic_agreement_grant_token):
+        raise SyncFailure("The e-conomic tokens are not saved (Connections).")
+    return SyncEngine(
+        stripe_client(connection.stripe_secret_key, config["STRIPE_API_BASE"], max_network_retries=0),
+        EconomicClient(connection.economic_app_secret_token, connection.economic_agreement_grant_token,
+                       base_url=config["ECONOMIC_API_URL"], timeout=(5.0, config["HTTP_TIMEOUT_SECONDS"])),
+        engine_settings_for(run.merchant_id, run.document_type, run.write_back_to_stripe),
+        DatabaseRecorder(run),
+        DatabaseLinks(run.merchant_id),
+    )
+
+
+def sync_run_execute(run_id: int, job_id: str | None = None) -> str:
+    """One attempt of one run. Returns the run's status afterwards.
+
+    A run is claimed in one UPDATE: only when it is waiting, or "running" but left by a worker that
+    died (its lease ran out, or RQ retries the very job that was running it).
+    """
+    stale = lease_expired_before()
+    abandoned = (SyncRun.status == "running") & (SyncRun.updated_at < stale)
+    if job_id:
+        abandoned = abandoned | ((SyncRun.status == "running") & (SyncRun.job_id == job_id))
+    claimed = db.session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run_id, or_(SyncRun.status.in_(("queued", "retrying")), abandoned))
+        .values(status="running", attempts=SyncRun.attempts + 1, started_at=utcnow(), updated_at=utcnow(), next_retry_at=None)
+    ).rowcount
+    db.session.commit()
+    run = db.session.get(SyncRun, run_id)
+    if not claimed or run is None:
+        return run.status if run else "missing"
+    state = RunState(
+        run_id=run.id, stripe_invoice_id=run.stripe_invoice_id, attempt=run.attempts,
+        economic_customer_number=run.economic_customer_number, economic_draft_number=run.economic_draft_number,
+        economic_booked_number=run.economic_booked_number, economic_order_number=run.economic_order_number,
+        document_create_started=run.document_create_started, generation=run.generation,
+        replaced_numbers=frozenset(replaced_numbers(run)), discard_draft_number=run.discard_draft_number,
+        override_reconciliation=run.override_reconciliation,
+    )
+    try:
+        outcome = _engine_for(run).run(state)
+    except SyncFailure as failure:
+        return sync_run_failed(run, failure)
+    except SyncHeld as held:
+        return sync_run_held(run, held)
+    except SyncSkipped as skipped:
+        return sync_run_finished(run, RunStatus.SKIPPED, last_error=skipped.reason)
+    except Exception as error:  # a bug or an unforeseen answer: retried, and shown as it is
+        log.exception("sync run %s crashed", run_id)
+        return sync_run_failed(run, SyncFailure(f"Unexpected error: {error.__class__.__name__}: {error}", transient=True))
+    run.reconciled = outcome.reconciled
+    run.reconciliation = outcome.reconciliation + ("".join(f"\n{note}" for note in outcome.notes))
+    run.totals = json.dumps(outcome.totals) if outcome.totals else None
+    run.held_reason = run.held_setting = None
+    run.needs_credit_note = run.needs_credit_note or outcome.needs_credit_note
+    return sync_run_finished(run, RunStatus.SUCCEEDED)
+
+
+def sync_run_job(run_id: int) -> str:
+    """The RQ job: a plain function taking an id. Runs inside the worker's app context."""
+    job = get_current_job()
+    return sync_run_execute(run_id, job.id if job else None)

@@ -1,0 +1,91 @@
+"""The database side of the sync engine: its reports become the run's columns and audit rows at once, and
+the links it remembers (Stripe customer → e-conomic customer, product → product) become rows."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..models import AuditRow, CustomerLink, ProductLink, SyncRun
+
+
+class DatabaseRecorder:
+    """The engine's reports (`portal.sync.engine.Recorder`) as the run's columns and audit rows, each
+    committed at once, so a killed worker loses nothing."""
+
+    def __init__(self, run: SyncRun) -> None:
+        self.run = run
+
+    def _save(self, **columns: Any) -> None:
+        for name, value in columns.items():
+            setattr(self.run, name, value)
+        db.session.commit()
+
+    def invoice_fetched(self, number: str | None, customer_name: str | None, customer_email: str | None,
+                        currency: str | None, total_minor: int | None) -> None:
+        self._save(stripe_invoice_number=number, customer_name=customer_name, customer_email=customer_email,
+                   currency=currency, total_minor=total_minor)
+
+    def customer_known(self, number: int) -> None:
+        self._save(economic_customer_number=number)
+
+    def document_create_started(self) -> None:
+        self._save(document_create_started=True)
+
+    def draft_known(self, document_type: str, number: int) -> None:
+        if document_type == "draft_order":
+            self._save(economic_order_number=number)
+        else:
+            self._save(economic_draft_number=number)
+
+    def invoice_booked(self, number: int) -> None:
+        self._save(economic_booked_number=number)
+
+    def held_draft_discarded(self) -> None:
+        self._save(discard_draft_number=None)
+
+    def credit_note_due(self) -> None:
+        self._save(needs_credit_note=True)
+
+    def step(self, step: str, outcome: str, *, numbers=None, summary=None, error=None, duration_ms: int = 0) -> None:
+        db.session.add(AuditRow(
+            run_id=self.run.id, merchant_id=self.run.merchant_id, attempt=self.run.attempts, step=step,
+            outcome=outcome, numbers=numbers, summary=json.dumps(summary, ensure_ascii=False, default=str) if summary else None,
+            error=error, duration_ms=duration_ms,
+        ))
+        db.session.commit()
+
+
+class DatabaseLinks:
+    def __init__(self, merchant_id: int) -> None:
+        self.merchant_id = merchant_id
+
+    def customer_number(self, stripe_customer_id: str) -> int | None:
+        return db.session.scalar(select(CustomerLink.economic_customer_number).where(
+            CustomerLink.merchant_id == self.merchant_id, CustomerLink.stripe_customer_id == stripe_customer_id))
+
+    def remember_customer(self, stripe_customer_id: str, number: int) -> None:
+        self._remember(CustomerLink, "stripe_customer_id", stripe_customer_id, "economic_customer_number", number)
+
+    def product_number(self, stripe_product_id: str) -> str | None:
+        return db.session.scalar(select(ProductLink.economic_product_number).where(
+            ProductLink.merchant_id == self.merchant_id, ProductLink.stripe_product_id == stripe_product_id))
+
+    def remember_product(self, stripe_product_id: str, number: str) -> None:
+        self._remember(ProductLink, "stripe_product_id", stripe_product_id, "economic_product_number", number)
+
+    def _remember(self, model, key_name: str, key: str, value_name: str, value) -> None:
+        row = db.session.scalar(select(model).where(model.merchant_id == self.merchant_id, getattr(model, key_name) == key))
+        if row is None:
+            try:
+                with db.session.begin_nested():
+                    db.session.add(model(merchant_id=self.merchant_id, **{key_name: key, value_name: value}))
+            except IntegrityError:
+                return
+        else:
+            setattr(row, value_name, value)
+        db.session.commit()
