@@ -73,6 +73,8 @@ def load_config(instance_path: str) -> dict:
         # requeue pass; longer than the job timeout (10 minutes), so a live run is never taken.
         "RUN_LEASE_SECONDS": env_int("RUN_LEASE_SECONDS", 900),
         "REQUEUE_EVERY_SECONDS": env_int("REQUEUE_EVERY_SECONDS", 60),
+        # A run or stored event still waiting this long without a live job in Redis is queued again.
+        "REQUEUE_AFTER_SECONDS": env_int("REQUEUE_AFTER_SECONDS", 120),
         # Transient failures retry after 30 s, 60 s, 2 min … up to 6 h apart, 10 attempts in all (about a day).
         "RETRY_BASE_SECONDS": float(os.environ.get("RETRY_BASE_SECONDS", "30")),
         "RETRY_MAX_SECONDS": float(os.environ.get("RETRY_MAX_SECONDS", str(6 * 3600))),

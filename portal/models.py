@@ -102,10 +102,16 @@ class Connection(db.Model):
 
 
 class WebhookEvent(db.Model):
-    """A Stripe event whose signature checked out, stored before Stripe gets its 2xx."""
+    """A Stripe event whose signature checked out, stored before Stripe gets its 2xx; a job decides later,
+    on the invoice as it is then, what it makes."""
 
     __tablename__ = "webhook_events"
-    __table_args__ = (db.UniqueConstraint("merchant_id", "stripe_event_id", name="uq_webhook_events_merchant_event"),)
+    __table_args__ = (
+        db.UniqueConstraint("merchant_id", "stripe_event_id", name="uq_webhook_events_merchant_event"),
+        # The recovery pass finds events still waiting for their job by this index, whatever the table's size.
+        db.Index("ix_webhook_events_received", "received_at", sqlite_where=sa.text("outcome = 'received'"),
+                 postgresql_where=sa.text("outcome = 'received'")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"), index=True)
@@ -118,6 +124,7 @@ class WebhookEvent(db.Model):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     payload: Mapped[str] = mapped_column(db.Text)
     # What the rules made of it: "queued" (a run exists for it) or "ignored", with the reason.
+    # received (stored, not decided yet), queued (made or advanced a run), duplicate, ignored
     outcome: Mapped[str] = mapped_column(String(20), default="received", server_default="received")
     ignored_reason: Mapped[str | None] = mapped_column(String(500))
     sync_run_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id", ondelete="SET NULL"))
@@ -218,17 +225,23 @@ class SyncSettings(db.Model):
 
 
 class SyncRun(db.Model):
-    """One Stripe invoice synced into one e-conomic document type: the unit of idempotency.
+    """One Stripe invoice synced into one e-conomic document: the unit of idempotency.
 
-    Unique per (merchant, Stripe invoice, document type), so duplicate or out-of-order events can
-    never make a second document. The rule it was queued under is copied in, so saving new rules
-    never changes runs already queued.
+    Unique per (merchant, Stripe invoice), so duplicate or out-of-order events, or a rule changed between
+    them, never make a second document: a later trigger advances the run (a draft invoice booked). The
+    rule it was queued under is copied in, so saving new rules never changes runs already queued.
     """
 
     __tablename__ = "sync_runs"
     __table_args__ = (
-        db.UniqueConstraint("merchant_id", "stripe_invoice_id", "document_type", name="uq_sync_runs_invoice_document"),
+        # One run, so one e-conomic document, per Stripe invoice; a later trigger advances it. Runs made
+        # before this rule (a second document type for one invoice) stay, marked superseded.
+        db.Index("uq_sync_runs_invoice", "merchant_id", "stripe_invoice_id", unique=True,
+                 sqlite_where=sa.text("superseded_by IS NULL"), postgresql_where=sa.text("superseded_by IS NULL")),
         db.Index("ix_sync_runs_merchant_updated", "merchant_id", "updated_at", "id"),
+        # The requeue pass's runs: only those not finished, whatever the table's size.
+        db.Index("ix_sync_runs_waiting", "updated_at", sqlite_where=sa.text("status IN ('queued', 'running', 'retrying')"),
+                 postgresql_where=sa.text("status IN ('queued', 'running', 'retrying')")),
         db.Index("ix_sync_runs_merchant_status_updated", "merchant_id", "status", "updated_at", "id"),
     )
 
@@ -281,6 +294,8 @@ class SyncRun(db.Model):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     backfill_id: Mapped[int | None] = mapped_column(ForeignKey("backfills.id", ondelete="SET NULL"), index=True)
+    # A run from before one-run-per-invoice that the invoice's kept run stands in for.
+    superseded_by: Mapped[int | None] = mapped_column()
 
     @property
     def document_number(self) -> int | None:
@@ -370,23 +385,26 @@ class Backfill(db.Model):
 
 
 @functools.cache
-def _insert_if_absent_statement(dialect: str, table: sa.Table, unique: tuple[str, ...]) -> sa.Insert:
+def _insert_if_absent_statement(dialect: str, table: sa.Table, unique: tuple[str, ...], where: str | None) -> sa.Insert:
     """Built once per table: the webhook path runs it on every delivery, and building costs more than running."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(table).on_conflict_do_nothing(index_elements=list(unique)).returning(table.c.id)
+    return insert(table).on_conflict_do_nothing(
+        index_elements=list(unique), index_where=sa.text(where) if where else None).returning(table.c.id)
 
 
-def insert_if_absent(model, values: dict, unique: list[str], on: Session | sa.Connection | None = None) -> int | None:
+def insert_if_absent(model, values: dict, unique: list[str], on: Session | sa.Connection | None = None,
+                     where: str | None = None) -> int | None:
     """INSERT … ON CONFLICT DO NOTHING RETURNING id: the new row's id, or None when the unique key exists.
 
     One statement, no savepoint: the database's unique constraint decides between concurrent requests.
-    `on` is the session (the default) or a Core connection to run it on.
+    `on` is the session (the default) or a Core connection to run it on; `where` the predicate of a
+    partial unique index.
     """
     executor = db.session if on is None else on
     table = model.__table__
     dialect = db.engine.dialect.name
     if dialect in ("postgresql", "sqlite"):
-        return executor.execute(_insert_if_absent_statement(dialect, table, tuple(unique)), values).scalar()
+        return executor.execute(_insert_if_absent_statement(dialect, table, tuple(unique), where), values).scalar()
     try:  # pragma: no cover - other databases: the portable (slower) savepoint
         with executor.begin_nested():
             result = executor.execute(sa.insert(table), values)

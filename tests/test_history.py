@@ -181,3 +181,17 @@ def test_the_overview_counts_outcomes(app, signed_in, account):
     page = signed_in.get("/history").get_data(as_text=True)
     assert "1 succeeded" in page and "1 failed" in page
     assert "<svg" in page and "<title>" in page
+
+
+def test_events_received_but_not_yet_read_show_and_keep_the_list_polling(app, client, account):
+    with app.app_context():
+        for n in range(2):
+            db.session.add(WebhookEvent(merchant_id=account.merchant_id, stripe_event_id=f"evt_waiting_{n}", type="invoice.paid",
+                                        payload="{}", outcome="received", received_at=datetime.now(timezone.utc)))
+        db.session.commit()
+    login(client, account.email)
+    page = client.get("/history").get_data(as_text=True)
+    assert "2 Stripe events received, being read; their invoices appear here in a moment." in page
+    assert "No invoices have been synced yet" not in page
+    rows = client.get("/history/rows", headers={"HX-Request": "true"})
+    assert rows.status_code == 200 and 'hx-trigger="every 2s"' in rows.get_data(as_text=True)  # still polling

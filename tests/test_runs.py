@@ -61,20 +61,35 @@ def events(app):
         return list(db.session.scalars(db.select(WebhookEvent).order_by(WebhookEvent.id)))
 
 
-def test_a_matching_event_creates_one_run_and_one_job_with_ids_only(app, client, merchant):
+def invoice_of(payload_event, **changes):
+    return {**payload_event["data"]["object"], **changes}
+
+
+def decide_stored(app, payload_event, invoice=None, job_id="job-under-test"):
+    """What the event job decides for a stored event, given the invoice as Stripe has it now."""
+    from portal.runs.services import sync_run_from_event
+
+    with app.app_context():
+        stored = db.session.scalar(db.select(WebhookEvent).where(WebhookEvent.stripe_event_id == payload_event["id"]))
+        run = sync_run_from_event(stored, invoice or invoice_of(payload_event), job_id)
+        run_id = run.id if run else None
+        db.session.remove()
+        return run_id
+
+
+def test_a_delivery_stores_the_event_and_queues_one_job_for_it_with_ids_only(app, client, merchant):
     response = deliver(client, merchant, event())
     assert response.status_code == 200
-    [run] = runs(app)
-    assert (run.status, run.document_type, run.trigger) == ("queued", "draft_invoice", "paid")
+    assert runs(app) == []  # nothing is decided in the request
+    [stored] = events(app)
+    assert (stored.outcome, stored.sync_run_id) == ("received", None)
     with app.app_context():
         jobs = queue(app).get_jobs()
-        assert [job.id for job in jobs] == [run.job_id]
-        assert jobs[0].func_name == "portal.runs.jobs.sync_run_job" and jobs[0].args == (run.id,)
-    [stored] = events(app)
-    assert (stored.outcome, stored.sync_run_id) == ("queued", run.id)
+        assert [job.id for job in jobs] == [f"{app.config['REDIS_KEY_PREFIX']}-event-{stored.id}"]
+        assert jobs[0].func_name == "portal.runs.jobs.event_job" and jobs[0].args == (stored.id,)
 
 
-def test_the_same_event_20_times_concurrently_makes_one_run_and_one_job(app, merchant):
+def test_the_same_event_20_times_concurrently_is_stored_once_with_one_job(app, merchant):
     payload_event = event()
 
     def send(_):
@@ -83,87 +98,112 @@ def test_the_same_event_20_times_concurrently_makes_one_run_and_one_job(app, mer
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(pool.map(send, range(20)))
     assert statuses == [200] * 20
-    assert len(runs(app)) == 1
     assert len(events(app)) == 1
     with app.app_context():
         assert len(queue(app).get_jobs()) == 1
 
 
-def test_paid_then_sent_for_the_same_invoice_is_still_one_run(app, client, merchant):
+def test_a_matching_event_makes_the_invoices_run_under_the_rule(app, merchant):
+    payload_event = event()
     with app.app_context():
-        db.session.add(SyncRule(merchant_id=merchant.merchant_id, trigger="paid"))
+        db.session.add(SyncRule(merchant_id=merchant.merchant_id, trigger="paid", document_type="draft_invoice"))
         db.session.commit()
-    deliver(client, merchant, event("invoice.paid"))
+    deliver(app.test_client(), merchant, payload_event)
+    run_id = decide_stored(app, payload_event)
+    [run] = runs(app)
+    assert (run.id, run.status, run.document_type, run.trigger, run.job_id) == (run_id, "queued", "draft_invoice", "paid", "job-under-test")
+    [stored] = events(app)
+    assert (stored.outcome, stored.sync_run_id) == ("queued", run.id)
+
+
+def test_another_event_for_the_invoice_points_at_its_run(app, client, merchant):
+    first = event("invoice.paid")
     second = event("invoice.paid")
     second["id"] = "evt_another_delivery"
-    deliver(client, merchant, second)
+    for payload_event in (first, second):
+        deliver(client, merchant, payload_event)
+        decide_stored(app, payload_event)
     [run] = runs(app)
-    first, duplicate = events(app)
-    assert (first.outcome, first.sync_run_id, first.ignored_reason) == ("queued", run.id, None)
+    made, duplicate = events(app)
+    assert (made.outcome, made.sync_run_id, made.ignored_reason) == ("queued", run.id, None)
     assert (duplicate.outcome, duplicate.sync_run_id) == ("duplicate", run.id)
     assert duplicate.ignored_reason == "A sync of this invoice into a Draft Invoice exists already."
 
 
-def test_different_events_for_one_invoice_at_once_make_one_run_and_all_point_at_it(app, merchant):
-    def send(n):
+def test_events_for_one_invoice_decided_at_once_make_one_run_and_all_point_at_it(app, merchant):
+    sent = []
+    for n in range(16):
         payload_event = event()
         payload_event["id"] = f"evt_concurrent_{n}"
-        return deliver(app.test_client(), merchant, payload_event).status_code
-
+        deliver(app.test_client(), merchant, payload_event)
+        sent.append(payload_event)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        statuses = list(pool.map(send, range(16)))
-    assert statuses == [200] * 16
+        list(pool.map(lambda payload_event: decide_stored(app, payload_event), sent))
     [run] = runs(app)
     stored = events(app)
     assert len(stored) == 16 and {e.sync_run_id for e in stored} == {run.id}
     assert sorted(e.outcome for e in stored) == ["duplicate"] * 15 + ["queued"]
+
+
+def test_a_rule_changed_between_sent_and_paid_books_the_draft_instead_of_making_another(app, client, merchant):
     with app.app_context():
-        assert [job.id for job in queue(app).get_jobs()] == [run.job_id]
+        db.session.add(SyncRule(merchant_id=merchant.merchant_id, trigger="sent", document_type="draft_invoice"))
+        db.session.commit()
+    sent_event = event("invoice.sent")
+    deliver(client, merchant, sent_event)
+    run_id = decide_stored(app, sent_event)
+    with app.app_context():  # the draft was made
+        db.session.execute(db.update(SyncRun).values(status="succeeded", economic_draft_number=12, job_id=None))
+        db.session.execute(db.update(SyncRule).values(trigger="paid", document_type="booked_invoice"))
+        db.session.commit()
+    paid_event = event("invoice.paid")
+    paid_event["data"]["object"]["id"] = sent_event["data"]["object"]["id"]
+    deliver(client, merchant, paid_event)
+    assert decide_stored(app, paid_event, job_id="job-of-paid") == run_id
+    [run] = runs(app)
+    assert (run.document_type, run.status, run.trigger, run.economic_draft_number, run.job_id) == (
+        "booked_invoice", "queued", "paid", 12, "job-of-paid")
+    assert [e.outcome for e in events(app)] == ["queued", "queued"]
 
 
-def test_an_event_arriving_while_another_request_inserts_the_invoices_run_points_at_that_run(app, merchant):
+@pytest.mark.parametrize("has, number_field, wanted, reason", [
+    ("booked_invoice", "economic_booked_number", "draft_invoice", "This invoice is booked in e-conomic already (booked invoice 20001); nothing more is made."),
+    ("draft_order", "economic_order_number", "booked_invoice", "This invoice is in e-conomic as draft order 20001; the rule now makes invoices."),
+    ("draft_invoice", "economic_draft_number", "draft_order", "This invoice is in e-conomic as draft invoice 20001 already; no draft order is made beside it."),
+])
+def test_a_rule_change_never_doubles_a_document(app, client, merchant, has, number_field, wanted, reason):
     payload_event = event()
     with app.app_context():
-        other_request = db.engine.connect()
-        other_request.execute(db.insert(SyncRun).values(
-            merchant_id=merchant.merchant_id, stripe_invoice_id=payload_event["data"]["object"]["id"],
-            document_type="draft_invoice", trigger="paid"))  # inserted, not yet committed
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        delivery = pool.submit(deliver, app.test_client(), merchant, payload_event)
-        time.sleep(0.5)
-        assert not delivery.done()  # waiting on the run's unique key
-        other_request.commit()
-        other_request.close()
-        assert delivery.result(timeout=10).status_code == 200
-    [run] = runs(app)
-    [stored] = events(app)
-    assert (stored.outcome, stored.sync_run_id) == ("duplicate", run.id)
-    with app.app_context():
-        assert queue(app).get_jobs() == []
-
-
-def test_a_repeated_delivery_after_the_document_type_changed_makes_no_second_run(app, client, merchant):
-    with app.app_context():
-        db.session.add(SyncRule(merchant_id=merchant.merchant_id, trigger="paid", document_type="draft_invoice"))
+        db.session.add(SyncRun(merchant_id=merchant.merchant_id, stripe_invoice_id=payload_event["data"]["object"]["id"],
+                               document_type=has, trigger="paid", status="succeeded", **{number_field: 20001}))
+        db.session.add(SyncRule(merchant_id=merchant.merchant_id, trigger="paid", document_type=wanted))
         db.session.commit()
-    payload_event = event("invoice.paid")
     deliver(client, merchant, payload_event)
-    with app.app_context():
-        db.session.execute(db.update(SyncRule).values(document_type="booked_invoice"))
-        db.session.commit()
-    response = deliver(client, merchant, payload_event)
-    assert response.json == {"received": True, "duplicate": True}
-    assert [run.document_type for run in runs(app)] == ["draft_invoice"]
-    with app.app_context():
-        assert len(queue(app).get_jobs()) == 1
+    assert decide_stored(app, payload_event) is None
+    [run] = runs(app)
+    assert (run.document_type, run.status) == (has, "succeeded")
+    [stored] = events(app)
+    assert stored.outcome == "duplicate" and stored.ignored_reason.startswith(reason)
 
 
 def test_invoice_sent_under_a_paid_rule_is_ignored_with_the_reason(app, client, merchant):
-    deliver(client, merchant, event("invoice.sent"))
+    sent_event = event("invoice.sent")
+    deliver(client, merchant, sent_event)
+    decide_stored(app, sent_event)
     assert runs(app) == []
     [stored] = events(app)
     assert stored.outcome == "ignored"
     assert stored.ignored_reason == "The rule creates documents when the invoice is Paid; this event says it was Sent."
+
+
+def test_an_invoice_voided_before_its_event_is_decided_is_not_synced(app, client, merchant):
+    """The rule is applied to the invoice as Stripe has it when the job runs, not to the webhook's copy."""
+    paid_event = event("invoice.paid")
+    deliver(client, merchant, paid_event)
+    decide_stored(app, paid_event, invoice=invoice_of(paid_event, status="void"))
+    assert runs(app) == []
+    [stored] = events(app)
+    assert stored.outcome == "ignored" and "voided invoices are not synced" in stored.ignored_reason
 
 
 @pytest.mark.parametrize(
@@ -172,30 +212,61 @@ def test_invoice_sent_under_a_paid_rule_is_ignored_with_the_reason(app, client, 
         ({"trigger": "paid"}, "invoice.paid", {"total": 0}, "total is 0"),
         ({"trigger": "sent"}, "invoice.voided", {"status": "void"}, "voided invoices are not synced"),
         ({"trigger": "sent", "sent_on_finalized_for_automatic": False}, "invoice.finalized", {"collection_method": "charge_automatically"}, "turned off"),
-        ({"trigger": "paid"}, "invoice.updated", {}, "not an event the Invoice Sync Rules use"),
     ],
 )
 def test_events_that_do_not_match_are_kept_as_ignored(app, client, merchant, rule, kind, changes, reason):
     with app.app_context():
         db.session.add(SyncRule(merchant_id=merchant.merchant_id, **rule))
         db.session.commit()
-    deliver(client, merchant, event(kind, **changes))
+    payload_event = event(kind, **changes)
+    deliver(client, merchant, payload_event)
+    decide_stored(app, payload_event)
     assert runs(app) == []
     [stored] = events(app)
     assert stored.outcome == "ignored" and reason in stored.ignored_reason
+
+
+def test_an_event_no_rule_uses_is_ignored_without_asking_stripe(app, client, merchant):
+    from portal.runs.jobs import event_job
+
+    payload_event = event("invoice.updated")
+    deliver(client, merchant, payload_event)
+    with app.app_context():
+        [stored] = db.session.scalars(db.select(WebhookEvent)).all()
+        assert event_job(stored.id) == "ignored"  # no Stripe call was mocked: none was made
+    [stored] = events(app)
+    assert "not an event the Invoice Sync Rules use" in stored.ignored_reason
+
+
+def test_a_voided_event_for_a_booked_invoice_flags_a_credit_note(app, client, merchant):
+    voided = event("invoice.voided", status="void")
+    with app.app_context():
+        db.session.add(SyncRun(merchant_id=merchant.merchant_id, stripe_invoice_id=voided["data"]["object"]["id"],
+                               document_type="booked_invoice", trigger="paid", status="succeeded", economic_booked_number=20001))
+        db.session.commit()
+    deliver(client, merchant, voided)
+    decide_stored(app, voided)
+    [run] = runs(app)
+    assert run.needs_credit_note
+    [stored] = events(app)
+    assert stored.ignored_reason == "The invoice was voided after its document was booked in e-conomic: a credit note is due."
 
 
 def test_sent_fires_on_finalized_for_automatically_charged_invoices(app, client, merchant):
     with app.app_context():
         db.session.add(SyncRule(merchant_id=merchant.merchant_id, trigger="sent"))
         db.session.commit()
-    deliver(client, merchant, event("invoice.finalized", collection_method="charge_automatically"))
+    payload_event = event("invoice.finalized", collection_method="charge_automatically")
+    deliver(client, merchant, payload_event)
+    decide_stored(app, payload_event)
     [run] = runs(app)
     assert run.trigger == "sent"
 
 
 def test_a_run_keeps_the_rule_it_was_queued_under(app, client, merchant):
-    deliver(client, merchant, event())
+    payload_event = event()
+    deliver(client, merchant, payload_event)
+    decide_stored(app, payload_event)
     with app.app_context():
         rule = db.session.scalar(db.select(SyncRule))
         rule.document_type = "draft_order"
@@ -205,21 +276,59 @@ def test_a_run_keeps_the_rule_it_was_queued_under(app, client, merchant):
     assert (run.document_type, run.write_back_to_stripe) == ("draft_invoice", True)
 
 
-def test_redis_down_the_event_and_run_are_kept_and_the_requeue_pass_queues_them(app, base_config, merchant, migrated_database):
+def test_redis_down_the_event_is_kept_and_the_requeue_pass_queues_it(app, base_config, merchant, migrated_database):
     from portal import create_app
 
     offline = create_app({**base_config, "REDIS_URL": "redis://127.0.0.1:1/0"})
     response = deliver(offline.test_client(), merchant, event())
     assert response.status_code == 200
-    [run] = runs(app)
-    assert run.status == "queued" and run.job_id is None
+    [stored] = events(app)
+    assert stored.outcome == "received"
+    app.config["REQUEUE_AFTER_SECONDS"] = 0
     with app.app_context():
         assert sync_run_requeue_pending() == 1
-        assert [job.args for job in queue(app).get_jobs()] == [(run.id,)]
+        assert [job.args for job in queue(app).get_jobs()] == [(stored.id,)]
+        assert sync_run_requeue_pending() == 0  # its job is waiting now: not queued twice
         db.session.remove()
     with offline.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+def test_a_run_whose_job_failed_in_redis_or_was_forgotten_is_queued_again(app, merchant):
+    """The requeue pass trusts the database: a job in RQ's failed registry, or gone, is no reason to wait."""
+    app.config["REQUEUE_AFTER_SECONDS"] = 0
+    with app.app_context():
+        failed, _ = sync_run_create(merchant.merchant_id, "in_failed_job", SyncRule(trigger="paid", document_type="draft_invoice", write_back_to_stripe=False))
+        forgotten, _ = sync_run_create(merchant.merchant_id, "in_forgotten_job", SyncRule(trigger="paid", document_type="draft_invoice", write_back_to_stripe=False))
+        q = queue(app)
+        job = q.enqueue("bench.jobs.noop", job_id=f"{app.config['REDIS_KEY_PREFIX']}-sync-run-{failed.id}-attempt-1")
+        job.set_status("failed")
+        failed.job_id, forgotten.job_id = job.id, f"{app.config['REDIS_KEY_PREFIX']}-gone"
+        db.session.commit()
+        assert sync_run_requeue_pending() == 2
+        assert sorted(j.args for j in q.get_jobs() if j.func_name == "portal.runs.jobs.sync_run_job") == [(failed.id,), (forgotten.id,)]
+        db.session.remove()
+
+
+def test_sync_again_on_a_retrying_run_queues_it_now_and_drops_the_scheduled_retry(app, merchant):
+    from rq.registry import ScheduledJobRegistry
+
+    from portal.runs.queueing import sync_run_enqueue
+    from portal.runs.services import sync_run_again
+
+    with app.app_context():
+        run, _ = sync_run_create(merchant.merchant_id, "in_retrying", SyncRule(trigger="paid", document_type="draft_invoice", write_back_to_stripe=False))
+        run.status, run.attempts = "retrying", 1
+        db.session.commit()
+        sync_run_enqueue(run, delay_seconds=6 * 3600)
+        scheduled = ScheduledJobRegistry(queue=queue(app))
+        assert scheduled.get_job_ids() == [run.job_id]
+        sync_run_again(run)
+        assert scheduled.get_job_ids() == []
+        assert [j.args for j in queue(app).get_jobs()] == [(run.id,)]
+        assert db.session.get(SyncRun, run.id).status == "queued"
+        db.session.remove()
 
 
 def seed_settings(app, merchant_id):

@@ -22,6 +22,7 @@ from .selectors import (
     STATUS_FILTERS,
     HistoryFilter,
     event_for_merchant,
+    events_waiting,
     ignored_events_page,
     invoice_timeline,
     overview,
@@ -46,14 +47,26 @@ def _page(f: HistoryFilter):
     return runs_page(current_user.merchant_id, f, cursor)
 
 
+def _events_waiting(f: HistoryFilter) -> int:
+    """Events Stripe delivered that no job has read yet, shown (and polled for) on the unfiltered first page."""
+    if f.as_args() or request.args.get("after"):
+        return 0
+    return events_waiting(current_user.merchant_id)
+
+
+def _in_flight(page, waiting: int) -> bool:
+    return bool(waiting) or any(getattr(row, "status", None) in IN_FLIGHT for row in page.rows)
+
+
 @bp.route("/history")
 @login_required
 def index():
     f = HistoryFilter.from_args(request.args)
     page = _page(f)
+    waiting = _events_waiting(f)
     return render_template(
         "history/index.html", f=f, page=page, status_filters=STATUS_FILTERS, overview=overview(current_user.merchant_id),
-        in_flight=any(getattr(row, "status", None) in IN_FLIGHT for row in page.rows),
+        in_flight=_in_flight(page, waiting), waiting=waiting,
         document_types=SyncRule.DOCUMENT_TYPES, triggers=SyncRule.TRIGGERS,
         demo_enabled="demo.send_invoice" in current_app.view_functions,
     )
@@ -65,9 +78,10 @@ def rows():
     """The table body, polled by HTMX while runs are in flight; 286 tells HTMX to stop polling."""
     f = HistoryFilter.from_args(request.args)
     page = _page(f)
-    in_flight = any(getattr(row, "status", None) in IN_FLIGHT for row in page.rows)
+    waiting = _events_waiting(f)
+    in_flight = _in_flight(page, waiting)
     response = make_response(render_template(
-        "history/_rows.html", f=f, page=page, in_flight=in_flight,
+        "history/_rows.html", f=f, page=page, in_flight=in_flight, waiting=waiting,
         document_types=SyncRule.DOCUMENT_TYPES, triggers=SyncRule.TRIGGERS,
     ))
     response.headers["Vary"] = "HX-Request"

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
+import stripe
 from flask import current_app
 from rq import get_current_job
 from sqlalchemy import or_, select, update
 
 from ..extensions import db
 from ..merchant_config import engine_settings_for
-from ..models import Connection, RunStatus, SyncRun, utcnow
+from ..models import Connection, RunStatus, SyncRun, WebhookEvent, utcnow
 from ..sync.economic import EconomicClient
-from ..sync.engine import RunState, SyncEngine
+from ..sync.engine import RunState, SyncEngine, stripe_failure
 from ..sync.errors import SyncFailure, SyncHeld, SyncSkipped
-from ..sync.stripe_source import stripe_client
+from ..sync.stripe_source import fetch_invoice, stripe_client
 from .recording import DatabaseLinks, DatabaseRecorder
 from .recovery import lease_expired_before
-from .services import replaced_numbers, sync_run_failed, sync_run_finished, sync_run_held
+from .rules import could_trigger
+from .services import (
+    replaced_numbers,
+    sync_event_ignore,
+    sync_run_failed,
+    sync_run_finished,
+    sync_run_from_event,
+    sync_run_held,
+    sync_run_succeeded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +49,9 @@ def _engine_for(run: SyncRun) -> SyncEngine:
     )
 
 
-def sync_run_execute(run_id: int, job_id: str | None = None) -> str:
-    """One attempt of one run. Returns the run's status afterwards.
+def sync_run_execute(run_id: int, job_id: str | None = None, invoice: dict | None = None) -> str:
+    """One attempt of one run. Returns the run's status afterwards. `invoice`: the Stripe invoice as the
+    caller fetched it a moment ago (the event job), so the engine need not fetch it again.
 
     A run is claimed in one UPDATE: only when it is waiting, or "running" but left by a worker that
     died (its lease ran out, or RQ retries the very job that was running it).
@@ -53,7 +63,8 @@ def sync_run_execute(run_id: int, job_id: str | None = None) -> str:
     claimed = db.session.execute(
         update(SyncRun)
         .where(SyncRun.id == run_id, or_(SyncRun.status.in_(("queued", "retrying")), abandoned))
-        .values(status="running", attempts=SyncRun.attempts + 1, started_at=utcnow(), updated_at=utcnow(), next_retry_at=None)
+        .values(status="running", attempts=SyncRun.attempts + 1, started_at=utcnow(), updated_at=utcnow(), next_retry_at=None,
+                **({"job_id": job_id} if job_id else {}))
     ).rowcount
     db.session.commit()
     run = db.session.get(SyncRun, run_id)
@@ -68,7 +79,7 @@ def sync_run_execute(run_id: int, job_id: str | None = None) -> str:
         override_reconciliation=run.override_reconciliation,
     )
     try:
-        outcome = _engine_for(run).run(state)
+        outcome = _engine_for(run).run(state, invoice)
     except SyncFailure as failure:
         return sync_run_failed(run, failure)
     except SyncHeld as held:
@@ -78,15 +89,58 @@ def sync_run_execute(run_id: int, job_id: str | None = None) -> str:
     except Exception as error:  # a bug or an unforeseen answer: retried, and shown as it is
         log.exception("sync run %s crashed", run_id)
         return sync_run_failed(run, SyncFailure(f"Unexpected error: {error.__class__.__name__}: {error}", transient=True))
-    run.reconciled = outcome.reconciled
-    run.reconciliation = outcome.reconciliation + ("".join(f"\n{note}" for note in outcome.notes))
-    run.totals = json.dumps(outcome.totals) if outcome.totals else None
-    run.held_reason = run.held_setting = None
-    run.needs_credit_note = run.needs_credit_note or outcome.needs_credit_note
-    return sync_run_finished(run, RunStatus.SUCCEEDED)
+    return sync_run_succeeded(run, outcome)
 
 
 def sync_run_job(run_id: int) -> str:
-    """The RQ job: a plain function taking an id. Runs inside the worker's app context."""
+    """The RQ job that runs a run's attempt (a retry, Sync again, the requeue pass)."""
     job = get_current_job()
     return sync_run_execute(run_id, job.id if job else None)
+
+
+def event_job(event_id: int) -> str:
+    """The RQ job for a stored Stripe event: fetch the invoice as it is now, decide under the merchant's rule
+    as it is now, make or advance the invoice's run, and run it here and now.
+
+    Idempotent: an event already decided is not decided again, but if this very job made its run and died
+    before finishing it, RQ's retry of the job finishes the run.
+    """
+    job = get_current_job()
+    job_id = job.id if job else None
+    event = db.session.get(WebhookEvent, event_id)
+    if event is None:
+        return "missing"
+    if event.outcome != "received":
+        run = db.session.get(SyncRun, event.sync_run_id) if event.sync_run_id else None
+        if run is not None and job_id and run.job_id == job_id and run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+            return sync_run_execute(run.id, job_id)
+        return event.outcome
+    if not event.stripe_invoice_id:
+        sync_event_ignore(event, "The event names no invoice.")
+        return event.outcome
+    if not could_trigger(event.type):
+        sync_event_ignore(event, f"{event.type} is not an event the Invoice Sync Rules use.")
+        return event.outcome
+    try:
+        invoice = _invoice_now(event)
+    except SyncFailure as failure:
+        if failure.transient:
+            raise  # RQ retries the job; after that the requeue pass does
+        sync_event_ignore(event, failure.message)
+        return event.outcome
+    run = sync_run_from_event(event, invoice, job_id)
+    if run is None:
+        return event.outcome
+    return sync_run_execute(run.id, job_id, invoice)
+
+
+def _invoice_now(event: WebhookEvent) -> dict:
+    """The event's invoice as Stripe has it now, every line read."""
+    connection = db.session.scalar(select(Connection).where(Connection.merchant_id == event.merchant_id))
+    if connection is None or not connection.stripe_secret_key:
+        raise SyncFailure("No Stripe secret key is saved (Connections), so the invoice could not be read.")
+    client = stripe_client(connection.stripe_secret_key, current_app.config["STRIPE_API_BASE"], max_network_retries=1)
+    try:
+        return fetch_invoice(client, event.stripe_invoice_id)
+    except stripe.StripeError as error:
+        raise stripe_failure(error) from None

@@ -4,14 +4,14 @@ in the database, and a job that Redis loses is queued again by `recovery`."""
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import timedelta
 from typing import Any
 
 from flask import current_app
 from redis.exceptions import RedisError
 from rq import Retry
-from rq.exceptions import DuplicateJobError
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
 from sqlalchemy import update
 
 from ..extensions import db
@@ -21,20 +21,24 @@ from ..queue import sync_queue
 log = logging.getLogger(__name__)
 
 JOB_TIMEOUT_SECONDS = 600
+RETRY_INTERVALS = [5, 30, 120]  # seconds before RQ's retries of a job that raised
 SYNC_RUN_JOB = "portal.runs.jobs.sync_run_job"
+EVENT_JOB = "portal.runs.jobs.event_job"
 
 
 def job_id_for(run_id: int, attempt: int) -> str:
     return f"{current_app.config['REDIS_KEY_PREFIX']}-sync-run-{run_id}-attempt-{attempt}"
 
 
-def job_id_for_new_run() -> str:
-    """The first job's id for a run not inserted yet, so it is stored by the same INSERT."""
-    return f"{current_app.config['REDIS_KEY_PREFIX']}-sync-new-run-{uuid.uuid4().hex}"
+def event_job_id(event_id: int) -> str:
+    return f"{current_app.config['REDIS_KEY_PREFIX']}-event-{event_id}"
 
 
 def _job_options(job_id: str) -> dict[str, Any]:
-    return dict(job_id=job_id, retry=Retry(max=3), job_timeout=JOB_TIMEOUT_SECONDS, failure_ttl=7 * 86400)
+    # RQ's own retries cover an exception in the job (the database away while claiming, say), spaced out;
+    # what they cannot cover, the requeue pass does from the database.
+    return dict(job_id=job_id, retry=Retry(max=3, interval=RETRY_INTERVALS), job_timeout=JOB_TIMEOUT_SECONDS,
+                failure_ttl=7 * 86400)
 
 
 def sync_run_enqueue(run: SyncRun, delay_seconds: float = 0) -> bool:
@@ -62,21 +66,38 @@ def sync_run_enqueue_id(run_id: int, attempt: int, delay_seconds: float = 0) -> 
     return True
 
 
-def sync_run_enqueue_new(run_id: int, job_id: str) -> bool:
-    """Queue the first attempt of a run that was just committed with `job_id` (webhook intake).
-
-    Only the delivery that inserted the run gets here, so no uniqueness check is needed and the job
-    reaches Redis in one round trip. False when Redis is down: the job id is cleared so the requeue
-    pass queues the run later.
-    """
+def event_enqueue(event_id: int) -> bool:
+    """Queue the job that decides a stored event (webhook intake: one round trip to Redis). False when
+    Redis is down: the event waits, stored, and the requeue pass queues it."""
     try:
         queue = sync_queue()
         with queue.connection.pipeline() as pipe:
-            queue.enqueue(SYNC_RUN_JOB, run_id, pipeline=pipe, **_job_options(job_id))
+            queue.enqueue(EVENT_JOB, event_id, pipeline=pipe, **_job_options(event_job_id(event_id)))
             pipe.execute()
     except (RedisError, OSError) as error:
-        log.warning("could not queue sync run %s (it stays pending): %s", run_id, error)
-        db.session.execute(update(SyncRun.__table__).where(SyncRun.id == run_id, SyncRun.job_id == job_id).values(job_id=None))
-        db.session.commit()
+        log.warning("could not queue event %s (it waits, stored): %s", event_id, error)
         return False
     return True
+
+
+ALIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+
+def job_alive(job_id: str | None) -> bool:
+    """Whether Redis holds the job waiting, scheduled or running (not failed, finished or forgotten)."""
+    if not job_id:
+        return False
+    try:
+        return Job.fetch(job_id, connection=sync_queue().connection).get_status(refresh=False) in ALIVE
+    except NoSuchJobError:
+        return False
+
+
+def job_discard(job_id: str | None) -> None:
+    """Forget a job (a scheduled retry that "Sync again" replaces): Redis down, nothing to forget."""
+    if not job_id:
+        return
+    try:
+        Job.fetch(job_id, connection=sync_queue().connection).delete()
+    except (NoSuchJobError, RedisError, OSError):
+        pass

@@ -27,6 +27,11 @@ class Decision:
     reason: str = ""
 
 
+def could_trigger(event_type: str) -> bool:
+    """Whether an event of this type can start a sync under some rule (else it is ignored unread)."""
+    return event_type in TRIGGER_EVENTS or event_type in ("invoice.finalized", "invoice.voided")
+
+
 def decide(event_type: str, invoice: dict, rule: RuleChoices) -> Decision:
     """Whether this event makes the merchant's rule fire for its invoice, and if not, why not."""
     when = SyncRule.TRIGGERS[rule.trigger]

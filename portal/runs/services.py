@@ -5,32 +5,37 @@ these; nothing here talks to Stripe or e-conomic.
 
 from __future__ import annotations
 
+import enum
 import json
 import random
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ..extensions import db
-from ..models import RunStatus, SyncRule, SyncRun, insert_if_absent, utcnow
+from ..merchant_config import rule_for
+from ..models import RunStatus, SyncRule, SyncRun, WebhookEvent, insert_if_absent, utcnow
+from ..sync.engine import Outcome
 from ..sync.errors import SettingMissing, SyncFailure, SyncHeld
-from .queueing import sync_run_enqueue
-from .rules import RuleChoices
+from .queueing import job_discard, sync_run_enqueue
+from .rules import RuleChoices, decide
 
 
-# A run's unique key: one run per merchant, Stripe invoice and document type.
-SYNC_RUN_KEY = ["merchant_id", "stripe_invoice_id", "document_type"]
+# A run's unique key: one run per merchant and Stripe invoice (runs superseded by the one-run rule excepted).
+SYNC_RUN_KEY = ["merchant_id", "stripe_invoice_id"]
+CURRENT_RUN = "superseded_by IS NULL"
+DOCUMENT_LABELS = {"draft_invoice": "draft invoice", "booked_invoice": "booked invoice", "draft_order": "draft order"}
 
 
-def sync_run_key(merchant_id: int, stripe_invoice_id: str, document_type: str) -> tuple:
+def sync_run_key(merchant_id: int, stripe_invoice_id: str) -> tuple:
     """The WHERE clause of a run's unique key (`SYNC_RUN_KEY`)."""
     return (SyncRun.merchant_id == merchant_id, SyncRun.stripe_invoice_id == stripe_invoice_id,
-            SyncRun.document_type == document_type)
+            SyncRun.superseded_by.is_(None))
 
 
 def sync_run_values(merchant_id: int, stripe_invoice_id: str, rule: RuleChoices, job_id: str | None = None) -> dict:
-    """A new run's row for (merchant, invoice, the rule's document type), queued.
+    """A new run's row for (merchant, invoice), queued to make the rule's document type.
 
     The rule's choices are copied in: saving new rules never changes a run already queued.
     """
@@ -42,18 +47,102 @@ def sync_run_values(merchant_id: int, stripe_invoice_id: str, rule: RuleChoices,
 
 
 def sync_run_insert(merchant_id: int, stripe_invoice_id: str, rule: RuleChoices, job_id: str | None = None) -> int | None:
-    """Insert the run for (merchant, invoice, the rule's document type): its id, or None when it exists.
+    """Insert the invoice's run: its id, or None when the invoice has one.
 
-    The database's unique constraint decides, so concurrent requests agree.
+    The database's unique index decides, so concurrent jobs agree.
     """
-    return insert_if_absent(SyncRun, sync_run_values(merchant_id, stripe_invoice_id, rule, job_id), SYNC_RUN_KEY)
+    return insert_if_absent(SyncRun, sync_run_values(merchant_id, stripe_invoice_id, rule, job_id), SYNC_RUN_KEY,
+                            where=CURRENT_RUN)
 
 
-def sync_run_create(merchant_id: int, stripe_invoice_id: str, rule: SyncRule) -> tuple[SyncRun, bool]:
-    """The run for (merchant, invoice, the rule's document type), and whether this call created it."""
+def sync_run_of_invoice(merchant_id: int, stripe_invoice_id: str) -> SyncRun | None:
+    return db.session.scalar(select(SyncRun).where(*sync_run_key(merchant_id, stripe_invoice_id)))
+
+
+def sync_run_create(merchant_id: int, stripe_invoice_id: str, rule: RuleChoices) -> tuple[SyncRun, bool]:
+    """The invoice's run (made under `rule` if it had none), and whether this call created it."""
     new_run_id = sync_run_insert(merchant_id, stripe_invoice_id, rule)
-    run = db.session.scalar(select(SyncRun).where(*sync_run_key(merchant_id, stripe_invoice_id, rule.document_type)))
-    return run, new_run_id is not None
+    return sync_run_of_invoice(merchant_id, stripe_invoice_id), new_run_id is not None
+
+
+class Trigger(str, enum.Enum):
+    """What a rule that fired did to the invoice's run."""
+
+    CREATED = "created"  # the invoice had no run: one is queued
+    ADVANCED = "advanced"  # its draft invoice is now to be booked
+    UNCHANGED = "unchanged"  # it has the document the rule asks for, or one the rule cannot turn into it
+
+
+def sync_run_trigger(merchant_id: int, stripe_invoice_id: str, rule: RuleChoices,
+                     job_id: str | None) -> tuple[SyncRun, Trigger, str | None]:
+    """The rule fired for the invoice: make its one run, or advance the run it has (a draft invoice made
+    on Sent is booked on Paid when the rule now says Booked Invoice). Never a second document.
+    Returns the run, what happened, and for an unchanged run why, in the merchant's words."""
+    if sync_run_insert(merchant_id, stripe_invoice_id, rule, job_id) is not None:
+        return sync_run_of_invoice(merchant_id, stripe_invoice_id), Trigger.CREATED, None
+    run = sync_run_of_invoice(merchant_id, stripe_invoice_id)
+    wanted, has = rule.document_type, run.document_type
+    if (has, wanted) == ("draft_invoice", "booked_invoice"):
+        advanced = db.session.execute(
+            update(SyncRun).where(SyncRun.id == run.id, SyncRun.document_type == "draft_invoice",
+                                  SyncRun.status == RunStatus.SUCCEEDED)
+            .values(document_type="booked_invoice", trigger=rule.trigger, write_back_to_stripe=rule.write_back_to_stripe,
+                    status=RunStatus.QUEUED, job_id=job_id, will_retry=False, next_retry_at=None, updated_at=utcnow())
+        ).rowcount
+        db.session.refresh(run)
+        if advanced:
+            return run, Trigger.ADVANCED, None
+        return run, Trigger.UNCHANGED, (f"This invoice's draft invoice is {run.status} now; it is booked when that "
+                                        "run has made it (or press Sync again on it).")
+    number = f" {run.document_number}" if run.document_number else ""
+    if has == wanted:
+        reason = f"A sync of this invoice into a {SyncRule.DOCUMENT_TYPES[has]} exists already."
+    elif has == "booked_invoice":
+        reason = f"This invoice is booked in e-conomic already (booked invoice{number}); nothing more is made."
+    elif has == "draft_order":
+        reason = (f"This invoice is in e-conomic as draft order{number}; the rule now makes invoices. An order is not "
+                  "turned into an invoice automatically: convert it in e-conomic.")
+    else:
+        reason = (f"This invoice is in e-conomic as {DOCUMENT_LABELS[has]}{number} already; no "
+                  f"{DOCUMENT_LABELS[wanted]} is made beside it.")
+    return run, Trigger.UNCHANGED, reason
+
+
+def sync_run_from_event(event: WebhookEvent, invoice: dict, job_id: str | None) -> SyncRun | None:
+    """Decide a stored event on the invoice as it is now, under the merchant's rule as it is now: the run
+    to execute (created or advanced), or None, with the event's outcome and reason recorded either way."""
+    rule = rule_for(event.merchant_id)
+    decision = decide(event.type, invoice, rule)
+    if not decision.sync:
+        reason = decision.reason
+        if event.type == "invoice.voided" and _flag_credit_note_due(event.merchant_id, event.stripe_invoice_id):
+            reason = "The invoice was voided after its document was booked in e-conomic: a credit note is due."
+        _event_decided(event, "ignored", reason)
+        return None
+    run, what, reason = sync_run_trigger(event.merchant_id, event.stripe_invoice_id, rule, job_id)
+    if what is Trigger.UNCHANGED:
+        _event_decided(event, "duplicate", reason, run.id)
+        return None
+    _event_decided(event, "queued", None, run.id)
+    return run
+
+
+def sync_event_ignore(event: WebhookEvent, reason: str) -> None:
+    _event_decided(event, "ignored", reason)
+
+
+def _event_decided(event: WebhookEvent, outcome: str, reason: str | None, run_id: int | None = None) -> None:
+    event.outcome, event.ignored_reason, event.sync_run_id = outcome, (reason or None) and reason[:500], run_id
+    db.session.commit()
+
+
+def _flag_credit_note_due(merchant_id: int, invoice_id: str) -> bool:
+    """Mark the invoice's booked run: a booked invoice can only be undone by a credit note."""
+    flagged = db.session.execute(
+        update(SyncRun).where(SyncRun.merchant_id == merchant_id, SyncRun.stripe_invoice_id == invoice_id,
+                              SyncRun.economic_booked_number.is_not(None)).values(needs_credit_note=True)
+    ).rowcount
+    return bool(flagged)
 
 
 def retry_delay(attempt: int, retry_after: float | None) -> float:
@@ -76,6 +165,15 @@ def sync_run_finished(run: SyncRun, status: RunStatus, last_error: str | None = 
     run.finished_at = utcnow()
     db.session.commit()
     return run.status
+
+
+def sync_run_succeeded(run: SyncRun, outcome: Outcome) -> str:
+    run.reconciled = outcome.reconciled
+    run.reconciliation = outcome.reconciliation + "".join(f"\n{note}" for note in outcome.notes)
+    run.totals = json.dumps(outcome.totals) if outcome.totals else None
+    run.held_reason = run.held_setting = None
+    run.needs_credit_note = run.needs_credit_note or outcome.needs_credit_note
+    return sync_run_finished(run, RunStatus.SUCCEEDED)
 
 
 def sync_run_held(run: SyncRun, held: SyncHeld) -> str:
@@ -129,9 +227,10 @@ def _new_generation(run: SyncRun) -> None:
 
 
 def sync_run_again(run: SyncRun, force_new_document: bool = False) -> None:
-    """"Sync again": retry a run now. A run that succeeded makes a new document only when asked to; a held
-    run's draft is deleted and made anew under the current settings."""
-    if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+    """"Sync again": run it now. A queued or retrying run is queued at once (its scheduled retry dropped); a
+    run that succeeded makes a new document only when asked to; a held run's draft is deleted and made anew
+    under the current settings. Only a run being synced this moment is refused."""
+    if run.status == RunStatus.RUNNING:
         raise RunActionRefused("This invoice is being synced right now.")
     if run.status == RunStatus.SUCCEEDED and not force_new_document:
         raise RunActionRefused(
@@ -146,11 +245,12 @@ def sync_run_again(run: SyncRun, force_new_document: bool = False) -> None:
         run.discard_draft_number = held_draft
     run.held_reason = run.held_setting = None
     run.override_reconciliation = False
-    run.status = "queued"
+    run.status = RunStatus.QUEUED
     run.will_retry = False
     run.next_retry_at = None
-    run.job_id = None
+    waiting_job, run.job_id = run.job_id, None
     db.session.commit()
+    job_discard(waiting_job)
     sync_run_enqueue(run)
 
 
@@ -175,7 +275,7 @@ def sync_run_book_anyway(run: SyncRun) -> None:
     sync_run_enqueue(run)
 
 
-def event_sync_now(event, rule: SyncRule) -> SyncRun:
+def event_sync_now(event: WebhookEvent, rule: SyncRule) -> SyncRun:
     """"Sync this invoice now" for an ignored event: a run under the current rule, queued at once."""
     if not event.stripe_invoice_id:
         raise RunActionRefused("This event names no invoice.")

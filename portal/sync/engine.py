@@ -299,9 +299,10 @@ class SyncEngine:
 
     # -- the run -------------------------------------------------------------------------------------
 
-    def run(self, state: RunState) -> Outcome:
+    def run(self, state: RunState, invoice: dict | None = None) -> Outcome:
+        """Sync the run's invoice. `invoice`: the invoice as the caller fetched it a moment ago, if it did."""
         calls_before = self.economic.calls
-        invoice = self._timed("fetch", self._fetch, state)
+        invoice = self._timed("fetch", self._fetch, state, invoice)
         rates = self._tax_rates(invoice)
         vat = self._timed("vat", self._vat_plan, invoice, rates)
         customer_number = self._timed("customer", self._customer, state, invoice, vat)
@@ -339,9 +340,9 @@ class SyncEngine:
 
     # -- step 0: the invoice, fresh from Stripe ---------------------------------------------------------
 
-    def _fetch(self, state: RunState) -> dict:
+    def _fetch(self, state: RunState, fetched: dict | None) -> dict:
         started = time.monotonic()
-        invoice = fetch_invoice(self.stripe, state.stripe_invoice_id)
+        invoice = fetched if fetched and fetched.get("id") == state.stripe_invoice_id else fetch_invoice(self.stripe, state.stripe_invoice_id)
         if invoice.get("status") == "draft":
             raise SyncFailure("The Stripe invoice is still a draft; only finalized invoices are synced.")
         if invoice.get("status") == "void" and not state.override_reconciliation:

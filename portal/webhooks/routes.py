@@ -1,13 +1,13 @@
-"""The Stripe webhook endpoint: verify, store, answer. Nothing slow happens here."""
+"""The Stripe webhook endpoint: verify, store, queue, answer. Nothing slow happens here."""
 
 from __future__ import annotations
 
 from flask import jsonify, request
 
 from ..extensions import csrf, limiter
-from ..runs.queueing import sync_run_enqueue_new
+from ..runs.queueing import event_enqueue
 from . import bp
-from .services import WebhookRejected, event_intake, event_verify, intake_connection, webhook_target
+from .services import WebhookRejected, event_store, event_verify, intake_connection, webhook_target
 
 
 @bp.route("/webhooks/stripe/<webhook_key>", methods=["POST"])
@@ -23,10 +23,9 @@ def stripe_event(webhook_key: str):
             event = event_verify(payload, request.headers.get("Stripe-Signature"), target.signing_secret)
         except WebhookRejected as rejected:
             return jsonify(error=rejected.reason), rejected.status
-        intake = event_intake(connection, target, event, payload)
-    if intake.duplicate:
+        event_id = event_store(connection, target.merchant_id, event, payload)
+    if event_id is None:
         return jsonify(received=True, duplicate=True), 200
-    # Only now that the run is committed may a worker see its job.
-    if intake.new_run_id is not None:
-        sync_run_enqueue_new(intake.new_run_id, intake.first_job_id)
+    # Only now that the event is committed may a worker see its job; Redis down, the requeue pass queues it.
+    event_enqueue(event_id)
     return jsonify(received=True), 200
