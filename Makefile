@@ -16,10 +16,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m portal.devserver
+	$(PY) -m launch.devserver
 
 demo: $(STAMP)
-	$(PY) -m portal.demo
+	$(PY) -m launch.demo
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -93,7 +93,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(history_bp)
     if app.config["DEMO_STRIPE_CONTROL_URL"]:
-        from .demo import bp as demo_bp
+        from .demo_routes import bp as demo_bp
 
         app.register_blueprint(demo_bp)
     app.cli.add_command(merchant_cli)

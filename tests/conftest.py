@@ -11,8 +11,8 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
 
+from launch.embedded_redis import spawn as spawn_embedded_redis
 from portal import create_app
-from portal.embedded_redis import spawn as spawn_embedded_redis
 from portal.extensions import db, limiter
 
 from .helpers import make_account

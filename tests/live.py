@@ -1,4 +1,4 @@
-"""Start the product exactly as the README's `make run` does (portal.devserver), for end-to-end tests."""
+"""Start the product exactly as the README's `make run` does (launch.devserver), for end-to-end tests."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ class RunningPortal:
 
 @contextlib.contextmanager
 def running_portal(tmp_path: Path, extra_env: dict[str, str] | None = None, timeout: float = 60.0,
-                   module: str = "portal.devserver"):
+                   module: str = "launch.devserver"):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
     env.update({"INSTANCE_PATH": str(tmp_path / "instance"), "PORT": str(port), "PYTHONUNBUFFERED": "1"})

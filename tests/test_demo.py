@@ -4,14 +4,14 @@ import re
 
 import requests
 
-from portal.demo import DEMO_EMAIL, DEMO_PASSWORD
+from launch.demo import DEMO_EMAIL, DEMO_PASSWORD
 
 from .helpers import csrf_token_from
 from .live import running_portal, wait_for
 
 
 def test_send_a_test_invoice_and_see_it_synced(tmp_path):
-    with running_portal(tmp_path, module="portal.demo") as portal:
+    with running_portal(tmp_path, module="launch.demo") as portal:
         assert "Demo doubles: Stripe on http://127.0.0.1:" in portal.log()
         session = requests.Session()
         token = csrf_token_from(session.get(portal.base_url + "/login").text)
@@ -33,7 +33,7 @@ def test_send_a_test_invoice_and_see_it_synced(tmp_path):
 
 
 def test_an_exempt_customers_invoice_is_held_until_its_vat_is_mapped(tmp_path):
-    with running_portal(tmp_path, module="portal.demo") as portal:
+    with running_portal(tmp_path, module="launch.demo") as portal:
         session = requests.Session()
         token = csrf_token_from(session.get(portal.base_url + "/login").text)
         session.post(portal.base_url + "/login", data={"email": DEMO_EMAIL, "password": DEMO_PASSWORD, "csrf_token": token})

