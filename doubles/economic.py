@@ -347,6 +347,7 @@ class FakeEconomic(ServedDouble):
         self.requests: list[dict] = []
         self.latency = 0.0
         self.wait_and_drop = False  # drop the connection after the next document is created, once
+        self.drop_after_creating: set[str] = set()  # paths ("customers", "products") whose next create's answer is lost
         self.delay_after_create = 0.0  # seconds between making a document (invoice, order) and answering
         self.pause_after: dict[str, float] = {}  # path ("customers", "invoices/booked", …) → seconds to sit on the answer
         self.fail_ratio = 0.0
@@ -416,6 +417,12 @@ class FakeEconomic(ServedDouble):
         """The next `count` creates (POSTs) are carried out, then the connection is dropped unanswered."""
         with self.lock:
             self._faults += [("drop_after", {})] * count
+
+    def expire_idempotency_keys(self) -> None:
+        """What e-conomic does after its key window (it does not publish how long; about an hour): a repeated
+        Idempotency-Key is a new request again."""
+        with self.lock:
+            self._idempotent.clear()
 
     # -- inspection -------------------------------------------------------------------------------------
 
@@ -545,6 +552,9 @@ class FakeEconomic(ServedDouble):
                                   "headers": dict(request.headers), "json": body})
             fault = self._faults.pop(0) if self._faults else None
             path = request.path.strip("/")
+            if fault is None and request.method == "POST" and path in self.drop_after_creating:
+                self.drop_after_creating.discard(path)
+                fault = ("drop_after", {})
             if fault is None and self.wait_and_drop and request.method == "POST" and path in ("invoices/drafts", "invoices/booked", "orders/drafts"):
                 self.wait_and_drop = False
                 fault = ("drop_after", {})

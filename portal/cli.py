@@ -9,7 +9,7 @@ from sqlalchemy import String, literal, select, type_coerce, update
 from .crypto import secret_box
 from .extensions import db
 from .models import Connection
-from .runs.recovery import sync_run_requeue_pending
+from .runs.recovery import event_payloads_prune, sync_run_requeue_pending
 
 secrets_cli = AppGroup("secrets", help="Manage the encryption of stored API secrets.")
 
@@ -48,3 +48,12 @@ runs_cli = AppGroup("runs", help="Sync runs.")
 def runs_requeue_command() -> None:
     """Queue every run that is pending without a job (Redis was down) or whose worker died."""
     click.echo(f"Queued {sync_run_requeue_pending()} run(s).")
+
+
+@runs_cli.command("prune")
+def runs_prune_command() -> None:
+    """Empty the bodies of Stripe events older than EVENT_PAYLOAD_RETENTION_DAYS (the requeue pass does it too)."""
+    total = 0
+    while pruned := event_payloads_prune():
+        total += pruned
+    click.echo(f"Emptied {total} event payload(s).")

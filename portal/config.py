@@ -69,12 +69,16 @@ def load_config(instance_path: str) -> dict:
         "RQ_QUEUE": os.environ.get("RQ_QUEUE", "invoice-sync"),
         # Our own Redis keys (caches, progress) start with this, so one Redis can serve several setups.
         "REDIS_KEY_PREFIX": os.environ.get("REDIS_KEY_PREFIX", "invoice-sync"),
-        # A run "running" longer than this lost its worker (killed mid-run) and is taken back by the
-        # requeue pass; longer than the job timeout (10 minutes), so a live run is never taken.
-        "RUN_LEASE_SECONDS": env_int("RUN_LEASE_SECONDS", 900),
-        "REQUEUE_EVERY_SECONDS": env_int("REQUEUE_EVERY_SECONDS", 60),
+        # A worker renews the lease of the run it is running every RUN_HEARTBEAT_SECONDS; a run "running"
+        # whose lease has not been renewed for RUN_LEASE_SECONDS lost its worker (killed mid-run) and is taken
+        # back by the next requeue pass: within lease + pass interval (90 s) of a live worker being there.
+        "RUN_HEARTBEAT_SECONDS": env_int("RUN_HEARTBEAT_SECONDS", 10),
+        "RUN_LEASE_SECONDS": env_int("RUN_LEASE_SECONDS", 60),
+        "REQUEUE_EVERY_SECONDS": env_int("REQUEUE_EVERY_SECONDS", 30),
         # A run or stored event still waiting this long without a live job in Redis is queued again.
         "REQUEUE_AFTER_SECONDS": env_int("REQUEUE_AFTER_SECONDS", 120),
+        # Stripe's event bodies (up to 1 MiB each) are kept this long; the event's row and outcome stay.
+        "EVENT_PAYLOAD_RETENTION_DAYS": env_int("EVENT_PAYLOAD_RETENTION_DAYS", 30),
         # Transient failures retry after 30 s, 60 s, 2 min … up to 6 h apart, 10 attempts in all (about a day).
         "RETRY_BASE_SECONDS": float(os.environ.get("RETRY_BASE_SECONDS", "30")),
         "RETRY_MAX_SECONDS": float(os.environ.get("RETRY_MAX_SECONDS", str(6 * 3600))),

@@ -111,6 +111,9 @@ class WebhookEvent(db.Model):
         # The recovery pass finds events still waiting for their job by this index, whatever the table's size.
         db.Index("ix_webhook_events_received", "received_at", sqlite_where=sa.text("outcome = 'received'"),
                  postgresql_where=sa.text("outcome = 'received'")),
+        # Payloads still kept, oldest first: pruning costs what it prunes.
+        db.Index("ix_webhook_events_payload_kept", "received_at", sqlite_where=sa.text("payload <> ''"),
+                 postgresql_where=sa.text("payload <> ''")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -292,6 +295,7 @@ class SyncRun(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the running worker's lease
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     backfill_id: Mapped[int | None] = mapped_column(ForeignKey("backfills.id", ondelete="SET NULL"), index=True)
     # A run from before one-run-per-invoice that the invoice's kept run stands in for.
@@ -381,6 +385,7 @@ class Backfill(db.Model):
     already_synced: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(db.Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the listing job's lease
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

@@ -102,3 +102,32 @@ def test_held_and_skipped_runs_count_as_finished_so_a_backfill_completes(app, ac
         db.session.commit()
         assert backfill_progress(backfill) == {"finished": 4, "total": 4, "percent": 100}
         assert backfill.status == "done"
+
+
+@responses.activate
+def test_a_backfill_whose_job_died_while_listing_is_listed_again_and_makes_nothing_twice(app, connected):
+    from datetime import timedelta
+
+    from portal.runs.recovery import sync_run_requeue_pending
+
+    listed = [invoice(n) for n in range(1, 4)]
+    responses.get("https://api.stripe.com/v1/invoices", json={"object": "list", "data": listed, "has_more": False, "url": "/v1/invoices"})
+    with app.app_context():
+        backfill = Backfill(merchant_id=connected.merchant_id, date_from=datetime(2026, 10, 1).date(),
+                            date_to=datetime(2026, 10, 31).date(), status="listing", invoices_listed=2, runs_created=2,
+                            heartbeat_at=datetime.now(timezone.utc) - timedelta(minutes=5))  # its job died two invoices in
+        db.session.add(backfill)
+        db.session.flush()
+        for n in (1, 2):
+            db.session.add(SyncRun(merchant_id=connected.merchant_id, stripe_invoice_id=f"in_backfill_{n}", document_type="draft_invoice",
+                                   trigger="paid", status="queued", backfill_id=backfill.id))
+        db.session.commit()
+        assert sync_run_requeue_pending() == 3  # the backfill's listing job, and its two runs that had no job
+        from portal.queue import sync_queue
+
+        assert sorted(job.func_name for job in sync_queue(app).get_jobs()) == [
+            "portal.runs.backfill.backfill_job", "portal.runs.jobs.sync_run_job", "portal.runs.jobs.sync_run_job"]
+        assert backfill_job(backfill.id) == "syncing"
+        backfill = db.session.get(Backfill, backfill.id)
+        assert (backfill.invoices_listed, backfill.runs_created, backfill.already_synced) == (3, 3, 0)
+        assert db.session.scalar(db.select(db.func.count()).select_from(SyncRun)) == 3

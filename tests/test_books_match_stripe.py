@@ -17,7 +17,7 @@ import pytest
 from doubles.economic import FakeEconomic
 from doubles.stripe import FakeStripe, example
 from portal.sync.economic import EconomicClient
-from portal.sync.engine import EngineSettings, RunState, SyncEngine, SyncHeld, SyncSkipped, product_number_for
+from portal.sync.engine import EngineSettings, RunState, SyncEngine, SyncFailure, SyncHeld, SyncSkipped, product_number_for
 from portal.sync.mapping import DEFAULT_MAPPINGS
 from portal.sync.stripe_source import stripe_client
 from portal.sync.vat import VatChoice
@@ -163,8 +163,8 @@ class Case:
         state = state or RunState(run_id=next(ids), stripe_invoice_id=invoice["id"], attempt=1)
         try:
             return engine.run(state), recorder
-        except SyncHeld as held:
-            return held, recorder
+        except (SyncHeld, SyncFailure) as stopped:
+            return stopped, recorder
 
     def booked(self) -> list[dict]:
         return self.economic.documents("invoices/booked")
@@ -489,3 +489,45 @@ def test_stripes_due_date_under_due_date_terms_and_automatic_invoices_valid_too(
     case.run(invoice, payment_terms_number=2)
     [booked] = case.booked()
     assert booked["dueDate"] == expected
+
+
+# --- Past e-conomic's idempotency window: a retry a day later still makes one of everything ---------------
+
+
+def test_a_customer_matched_on_a_custom_field_is_found_by_a_retry_after_the_key_window(case):
+    case.stripe.customers["cus_zWcPDxNG0RaLgg"]["metadata"] = {"cvr": "12345678"}
+    custom = dict(match_customers_on="custom", custom_match_stripe_key="cvr", custom_match_economic_field="corporateIdentificationNumber")
+    invoice = stripe_invoice([line("prod_hours", 10000)])
+    case.economic.drop_after_creating.add("customers")  # the customer is made, its answer lost
+    first, _ = case.run(invoice, **custom)
+    assert isinstance(first, Exception) and first.transient
+    case.economic.expire_idempotency_keys()
+    retry = RunState(run_id=77, stripe_invoice_id=invoice["id"], attempt=2)
+    case.run(invoice, state=retry, **custom)
+    [customer] = case.economic.store["customers"].values()
+    assert customer["corporateIdentificationNumber"] == "12345678"
+    [booked] = case.booked()
+    assert booked["customer"]["customerNumber"] == customer["customerNumber"]
+
+
+def test_a_product_made_by_an_attempt_whose_answer_was_lost_is_used_by_a_retry_after_the_key_window(case):
+    invoice = stripe_invoice([line("prod_hours", 10000)])
+    case.economic.add_customer(501, name="Kystlys Studio ApS", email="bogholderi@kystlys.dk")
+    case.economic.drop_after_creating.add("products")  # the product is made, its answer lost
+    first, _ = case.run(invoice, product_matching="direct")
+    assert isinstance(first, Exception) and first.transient
+    case.economic.expire_idempotency_keys()
+    case.run(invoice, state=RunState(run_id=78, stripe_invoice_id=invoice["id"], attempt=2), product_matching="direct")
+    assert list(case.economic.store["products"]).count("prod_hours") == 1
+    assert len(case.economic.posts("/products")) == 1  # the retry looked first, and found it
+    [booked] = case.booked()
+    assert booked["lines"][0]["product"]["productNumber"] == "prod_hours"
+
+
+def test_a_customer_number_from_an_earlier_attempt_is_checked_before_it_is_trusted(case):
+    invoice = stripe_invoice([line("prod_hours", 10000)])
+    retry = RunState(run_id=79, stripe_invoice_id=invoice["id"], attempt=2, economic_customer_number=4242)  # deleted since
+    case.run(invoice, state=retry)
+    [customer] = case.economic.store["customers"].values()
+    [booked] = case.booked()
+    assert booked["customer"]["customerNumber"] == customer["customerNumber"] != 4242

@@ -388,3 +388,21 @@ def test_a_transient_failure_schedules_a_retry_with_backoff(app, merchant):
         from rq.registry import ScheduledJobRegistry
 
         assert run.job_id in ScheduledJobRegistry(queue=queue(app)).get_job_ids()
+
+
+def test_event_payloads_are_emptied_after_their_retention_and_the_rows_kept(app, merchant):
+    from datetime import datetime, timedelta, timezone
+
+    from portal.runs.recovery import event_payloads_prune
+
+    now = datetime.now(timezone.utc)
+    with app.app_context():
+        for n, (age_days, outcome) in enumerate(((31, "queued"), (31, "received"), (29, "ignored"), (45, "ignored"))):
+            db.session.add(WebhookEvent(merchant_id=merchant.merchant_id, stripe_event_id=f"evt_old_{n}", type="invoice.paid",
+                                        payload='{"id": "evt"}', outcome=outcome, received_at=now - timedelta(days=age_days)))
+        db.session.commit()
+        assert event_payloads_prune() == 2
+        assert event_payloads_prune() == 0
+    kept = {e.stripe_event_id: (e.payload, e.outcome) for e in events(app)}
+    assert kept == {"evt_old_0": ("", "queued"), "evt_old_1": ('{"id": "evt"}', "received"),  # never before it is decided
+                    "evt_old_2": ('{"id": "evt"}', "ignored"), "evt_old_3": ("", "ignored")}

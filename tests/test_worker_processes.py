@@ -4,13 +4,14 @@ local doubles of Stripe and e-conomic. Nothing lost, nothing twice."""
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 
 from doubles.economic import FakeEconomic
 from doubles.stripe import FakeStripe, make_invoice, signed_event
 from portal import create_app
-from portal.embedded_redis import free_port, spawn as spawn_redis
+from launch.embedded_redis import free_port, spawn as spawn_redis
 from portal.extensions import db
 from portal.models import Connection, SyncRule, SyncRun, SyncSettings, WebhookEvent
 
@@ -43,7 +44,8 @@ def worker_env(config, stripe_fake, economic_fake, instance_path, redis_url=None
         "RQ_QUEUE": config["RQ_QUEUE"], "REDIS_KEY_PREFIX": config["REDIS_KEY_PREFIX"],
         "ENCRYPTION_KEYS": ",".join(config["ENCRYPTION_KEYS"]), "SECRET_KEY": "worker-test",
         "STRIPE_API_BASE": stripe_fake.url, "ECONOMIC_API_URL": economic_fake.url, "INSTANCE_PATH": str(instance_path),
-        "RUN_LEASE_SECONDS": "3", "REQUEUE_EVERY_SECONDS": "1", "REQUEUE_AFTER_SECONDS": "1", "HTTP_TIMEOUT_SECONDS": "5",
+        "RUN_LEASE_SECONDS": "3", "RUN_HEARTBEAT_SECONDS": "1", "REQUEUE_EVERY_SECONDS": "1", "REQUEUE_AFTER_SECONDS": "1",
+        "HTTP_TIMEOUT_SECONDS": "5",
     }
 
 
@@ -103,13 +105,35 @@ def test_a_worker_killed_mid_run_leaves_a_run_that_completes_with_one_document(a
     assert run_status(app, invoice["id"]).status == "running"
     economic_fake.delay_after_create = 0
     second = start_worker(env, tmp_path / "worker2.log")
+    started = time.monotonic()
     try:
         run = wait_for(lambda: (r := run_status(app, invoice["id"])) and r.status == "succeeded" and r, timeout=60,
                        what="the run to be taken back and finished")
+        # Taken back within the lease (3 s) and a requeue pass (1 s) of a live worker, plus its start.
+        assert time.monotonic() - started < 3 + 1 + 10
         assert len(economic_fake.documents("invoices/drafts")) == 1
         assert run.economic_draft_number == economic_fake.documents("invoices/drafts")[0]["draftInvoiceNumber"]
         assert run.attempts == 2
     finally:
+        stop_process(second)
+
+
+def test_a_live_run_is_never_taken_back_however_long_it_lasts(app, base_config, account, fakes, tmp_path):
+    """Its worker renews the lease (every second here, lease 3 s): a second worker's requeue pass leaves it."""
+    stripe_fake, economic_fake = fakes
+    configure(app, account.merchant_id, stripe_fake)
+    invoice = seeded_invoice(stripe_fake, "W-0004")
+    economic_fake.delay_after_create = 4.5  # e-conomic takes 4.5 s to answer (under the 5 s timeout): past the 3 s lease
+    env = worker_env(base_config, stripe_fake, economic_fake, tmp_path)
+    first = start_worker(env, tmp_path / "worker1.log")
+    second = start_worker(env, tmp_path / "worker2.log")
+    try:
+        assert deliver(app.test_client(), account, invoice).status_code == 200
+        run = wait_for(lambda: (r := run_status(app, invoice["id"])) and r.status == "succeeded" and r, timeout=60,
+                       what="the slow run to finish")
+        assert run.attempts == 1 and len(economic_fake.posts("/invoices/drafts")) == 1
+    finally:
+        stop_process(first)
         stop_process(second)
 
 

@@ -7,15 +7,14 @@ from datetime import date, datetime, time, timedelta, timezone
 
 import stripe
 from flask import current_app
-from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
 from ..extensions import db
 from ..merchant_config import rule_for
 from ..models import FINISHED_STATUSES, Backfill, Connection, SyncRun, utcnow
-from ..queue import sync_queue
 from ..sync.stripe_source import stripe_client
-from .queueing import sync_run_enqueue
+from .queueing import backfill_enqueue, sync_run_enqueue
+from .recovery import Heartbeat
 from .rules import decide
 from .services import sync_run_create
 
@@ -41,11 +40,7 @@ def backfill_create(merchant_id: int, date_from: date, date_to: date) -> Backfil
     backfill = Backfill(merchant_id=merchant_id, date_from=date_from, date_to=date_to, status="listing")
     db.session.add(backfill)
     db.session.commit()
-    try:
-        sync_queue().enqueue("portal.runs.backfill.backfill_job", backfill.id, job_id=f"{current_app.config['REDIS_KEY_PREFIX']}-backfill-{backfill.id}", job_timeout=3600)
-    except (RedisError, OSError) as error:
-        backfill.status, backfill.error = "failed", f"Could not queue the backfill: {error}"
-        db.session.commit()
+    backfill_enqueue(backfill.id)  # Redis down: the requeue pass queues it when it is back
     return backfill
 
 
@@ -61,9 +56,19 @@ def _event_type_for(invoice: dict, trigger: str) -> str:
 
 
 def backfill_job(backfill_id: int) -> str:
+    """List the range's invoices and make a run for each the rules would have synced. Its lease is renewed
+    while it lists; if it dies, the requeue pass queues it again, and listing again makes nothing twice."""
     backfill = db.session.get(Backfill, backfill_id)
     if backfill is None or backfill.status not in ("listing",):
         return "skipped"
+    backfill.invoices_listed = backfill.runs_created = backfill.already_synced = 0
+    backfill.heartbeat_at = utcnow()
+    db.session.commit()
+    with Heartbeat(Backfill, backfill.id, "listing"):
+        return _backfill_list(backfill)
+
+
+def _backfill_list(backfill: Backfill) -> str:
     connection = db.session.scalar(select(Connection).where(Connection.merchant_id == backfill.merchant_id))
     if connection is None or not connection.stripe_secret_key:
         backfill.status, backfill.error, backfill.finished_at = "failed", "No Stripe secret key is saved (Connections).", utcnow()
@@ -81,7 +86,7 @@ def backfill_job(backfill_id: int) -> str:
             backfill.invoices_listed += 1
             if decide(_event_type_for(data, rule.trigger), data, rule).sync:
                 run, created = sync_run_create(backfill.merchant_id, data["id"], rule)
-                if created:
+                if created or run.backfill_id == backfill.id:  # made now, or by this backfill's earlier job
                     run.backfill_id = backfill.id
                     backfill.runs_created += 1
                     created_runs.append(run)
@@ -99,7 +104,8 @@ def backfill_job(backfill_id: int) -> str:
         backfill.finished_at = utcnow()
     db.session.commit()
     for run in created_runs:
-        sync_run_enqueue(run)
+        if run.status == "queued" and not run.job_id:
+            sync_run_enqueue(run)
     return backfill.status
 
 

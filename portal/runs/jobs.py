@@ -17,7 +17,7 @@ from ..sync.engine import RunState, SyncEngine, stripe_failure
 from ..sync.errors import SyncFailure, SyncHeld, SyncSkipped
 from ..sync.stripe_source import fetch_invoice, stripe_client
 from .recording import DatabaseLinks, DatabaseRecorder
-from .recovery import lease_expired_before
+from .recovery import Heartbeat, lease_expired
 from .rules import could_trigger
 from .services import (
     replaced_numbers,
@@ -40,7 +40,8 @@ def _engine_for(run: SyncRun) -> SyncEngine:
     if not (connection.economic_app_secret_token and connection.economic_agreement_grant_token):
         raise SyncFailure("The e-conomic tokens are not saved (Connections).")
     return SyncEngine(
-        stripe_client(connection.stripe_secret_key, config["STRIPE_API_BASE"], max_network_retries=0),
+        stripe_client(connection.stripe_secret_key, config["STRIPE_API_BASE"], max_network_retries=0,
+                      timeout=(5.0, config["HTTP_TIMEOUT_SECONDS"])),
         EconomicClient(connection.economic_app_secret_token, connection.economic_agreement_grant_token,
                        base_url=config["ECONOMIC_API_URL"], timeout=(5.0, config["HTTP_TIMEOUT_SECONDS"])),
         engine_settings_for(run.merchant_id, run.document_type, run.write_back_to_stripe),
@@ -54,16 +55,17 @@ def sync_run_execute(run_id: int, job_id: str | None = None, invoice: dict | Non
     caller fetched it a moment ago (the event job), so the engine need not fetch it again.
 
     A run is claimed in one UPDATE: only when it is waiting, or "running" but left by a worker that
-    died (its lease ran out, or RQ retries the very job that was running it).
+    died (its lease was not renewed in time, or RQ retries the very job that was running it). While the
+    attempt lasts, a heartbeat renews the lease.
     """
-    stale = lease_expired_before()
-    abandoned = (SyncRun.status == "running") & (SyncRun.updated_at < stale)
+    abandoned = lease_expired()
     if job_id:
-        abandoned = abandoned | ((SyncRun.status == "running") & (SyncRun.job_id == job_id))
+        abandoned = abandoned | ((SyncRun.status == RunStatus.RUNNING) & (SyncRun.job_id == job_id))
     claimed = db.session.execute(
         update(SyncRun)
-        .where(SyncRun.id == run_id, or_(SyncRun.status.in_(("queued", "retrying")), abandoned))
-        .values(status="running", attempts=SyncRun.attempts + 1, started_at=utcnow(), updated_at=utcnow(), next_retry_at=None,
+        .where(SyncRun.id == run_id, or_(SyncRun.status.in_((RunStatus.QUEUED, RunStatus.RETRYING)), abandoned))
+        .values(status=RunStatus.RUNNING, attempts=SyncRun.attempts + 1, started_at=utcnow(), heartbeat_at=utcnow(),
+                updated_at=utcnow(), next_retry_at=None,
                 **({"job_id": job_id} if job_id else {}))
     ).rowcount
     db.session.commit()
@@ -79,7 +81,8 @@ def sync_run_execute(run_id: int, job_id: str | None = None, invoice: dict | Non
         override_reconciliation=run.override_reconciliation,
     )
     try:
-        outcome = _engine_for(run).run(state, invoice)
+        with Heartbeat(SyncRun, run.id, RunStatus.RUNNING):
+            outcome = _engine_for(run).run(state, invoice)
     except SyncFailure as failure:
         return sync_run_failed(run, failure)
     except SyncHeld as held:
@@ -139,7 +142,8 @@ def _invoice_now(event: WebhookEvent) -> dict:
     connection = db.session.scalar(select(Connection).where(Connection.merchant_id == event.merchant_id))
     if connection is None or not connection.stripe_secret_key:
         raise SyncFailure("No Stripe secret key is saved (Connections), so the invoice could not be read.")
-    client = stripe_client(connection.stripe_secret_key, current_app.config["STRIPE_API_BASE"], max_network_retries=1)
+    client = stripe_client(connection.stripe_secret_key, current_app.config["STRIPE_API_BASE"], max_network_retries=1,
+                           timeout=(5.0, current_app.config["HTTP_TIMEOUT_SECONDS"]))
     try:
         return fetch_invoice(client, event.stripe_invoice_id)
     except stripe.StripeError as error:

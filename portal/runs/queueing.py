@@ -24,6 +24,8 @@ JOB_TIMEOUT_SECONDS = 600
 RETRY_INTERVALS = [5, 30, 120]  # seconds before RQ's retries of a job that raised
 SYNC_RUN_JOB = "portal.runs.jobs.sync_run_job"
 EVENT_JOB = "portal.runs.jobs.event_job"
+BACKFILL_JOB = "portal.runs.backfill.backfill_job"
+BACKFILL_TIMEOUT_SECONDS = 3600
 
 
 def job_id_for(run_id: int, attempt: int) -> str:
@@ -83,14 +85,31 @@ def event_enqueue(event_id: int) -> bool:
 ALIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
-def job_alive(job_id: str | None) -> bool:
-    """Whether Redis holds the job waiting, scheduled or running (not failed, finished or forgotten)."""
+def job_alive(job_id: str | None, started_counts: bool = True) -> bool:
+    """Whether Redis holds the job waiting, scheduled or (unless `started_counts` is off) running; not
+    failed, finished or forgotten."""
     if not job_id:
         return False
     try:
-        return Job.fetch(job_id, connection=sync_queue().connection).get_status(refresh=False) in ALIVE
+        status = Job.fetch(job_id, connection=sync_queue().connection).get_status(refresh=False)
     except NoSuchJobError:
         return False
+    return status in ALIVE and (started_counts or status != JobStatus.STARTED)
+
+
+def backfill_job_id(backfill_id: int) -> str:
+    return f"{current_app.config['REDIS_KEY_PREFIX']}-backfill-{backfill_id}"
+
+
+def backfill_enqueue(backfill_id: int) -> bool:
+    """Queue a backfill's listing job. False when Redis is down (the requeue pass queues it later)."""
+    try:
+        sync_queue().enqueue(BACKFILL_JOB, backfill_id, job_id=backfill_job_id(backfill_id), retry=Retry(max=3, interval=RETRY_INTERVALS),
+                             job_timeout=BACKFILL_TIMEOUT_SECONDS, failure_ttl=7 * 86400)
+    except (RedisError, OSError) as error:
+        log.warning("could not queue backfill %s (it waits): %s", backfill_id, error)
+        return False
+    return True
 
 
 def job_discard(job_id: str | None) -> None:

@@ -457,6 +457,8 @@ class SyncEngine:
                                       f"metadata ({s.customer_number_metadata_key}).") from None
             return done(self._create_customer(state, invoice, number, vat), "created", "created with the number from Stripe")
 
+        if state.economic_customer_number and state.attempt > 1 and not self._economic_customer_exists(state.economic_customer_number):
+            state.economic_customer_number = None  # an earlier attempt's customer was deleted in e-conomic since
         known = state.economic_customer_number or (self.links.customer_number(stripe_customer_id) if stripe_customer_id else None)
         if known:
             return done(known, "found", "remembered from an earlier sync")
@@ -465,6 +467,24 @@ class SyncEngine:
         if found is not None:
             return done(found, "found", f"matched on {s.match_customers_on}")
         return done(self._create_customer(state, invoice, None, vat), "created", "not found, so created")
+
+    def _economic_customer_exists(self, number: int) -> bool:
+        try:
+            self.economic.request("GET", f"/customers/{number}")
+            return True
+        except EconomicError as error:
+            if error.status == 404:
+                return False
+            raise
+
+    def _custom_match(self, customer: dict) -> dict[str, str]:
+        """A customer the sync creates carries the value it is matched on, so the next look-up (a retry
+        long after the first attempt, or the next invoice) finds it rather than making it again."""
+        s = self.settings
+        if s.match_customers_on != "custom" or not (s.custom_match_stripe_key and s.custom_match_economic_field):
+            return {}
+        value = str((customer.get("metadata") or {}).get(s.custom_match_stripe_key) or "").strip()
+        return {s.custom_match_economic_field: value} if value else {}
 
     def _find_customer(self, invoice: dict, customer: dict) -> int | None:
         s = self.settings
@@ -522,6 +542,7 @@ class SyncEngine:
             "paymentTerms": {"paymentTermsNumber": _required(s.payment_terms_number, "Payment Terms", "payment-terms")},
             "vatZone": {"vatZoneNumber": vat.zone},
             "layout": {"layoutNumber": s.layout_number} if s.layout_number else None,
+            **self._custom_match(invoice["customer"] if isinstance(invoice.get("customer"), dict) else {}),
         })
         # Keyed on the Stripe customer, not the run: two runs for one new customer get one e-conomic customer.
         stripe_customer = invoice["customer"]["id"] if isinstance(invoice.get("customer"), dict) else invoice.get("customer")
@@ -596,6 +617,8 @@ class SyncEngine:
             linked = str((product.get("metadata") or {}).get(s.product_number_metadata_key) or "").strip()
             if linked and self._economic_product_exists(linked):
                 number = linked
+            elif state.attempt > 1 and self._economic_product_exists(product_number_for(product_id)):
+                number = product_number_for(product_id)  # an earlier attempt made it and lost the answer
         elif s.simple_search_on == "product_number":
             candidate = product_number_for(product_id)
             if self._economic_product_exists(candidate):
@@ -635,9 +658,15 @@ class SyncEngine:
             "description": (product.get("description") or "")[:500],
             "productGroup": {"productGroupNumber": group},
         })
-        # Keyed on the whole Stripe id: two products can never share a key.
-        created = self.economic.request("POST", "/products", json=body,
-                                        idempotency_key=idempotency_key("product", product["id"]))
+        # Keyed on the whole Stripe id: two products can never share a key. Past e-conomic's key window a
+        # repeated create is refused as a number in use: that product is ours, made by an earlier attempt.
+        try:
+            created = self.economic.request("POST", "/products", json=body,
+                                            idempotency_key=idempotency_key("product", product["id"]))
+        except EconomicError as error:
+            if error.status == 400 and self._economic_product_exists(number):
+                return number
+            raise
         return str(created["productNumber"])
 
     # -- step 3: the document ---------------------------------------------------------------------------
