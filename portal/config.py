@@ -75,7 +75,9 @@ def load_config(instance_path: str) -> dict:
         "RUN_HEARTBEAT_SECONDS": env_int("RUN_HEARTBEAT_SECONDS", 10),
         "RUN_LEASE_SECONDS": env_int("RUN_LEASE_SECONDS", 60),
         "REQUEUE_EVERY_SECONDS": env_int("REQUEUE_EVERY_SECONDS", 30),
-        # A run or stored event still waiting this long without a live job in Redis is queued again.
+        # A run or stored event still waiting this long without a live job in Redis is queued again. A job
+        # "started" this long without claiming its run (or deciding its event) is presumed dead: keep it
+        # well above an event job's longest read of Stripe (two tries of at most HTTP_TIMEOUT_SECONDS).
         "REQUEUE_AFTER_SECONDS": env_int("REQUEUE_AFTER_SECONDS", 120),
         # Stripe's event bodies (up to 1 MiB each) are kept this long; the event's row and outcome stay.
         "EVENT_PAYLOAD_RETENTION_DAYS": env_int("EVENT_PAYLOAD_RETENTION_DAYS", 30),
