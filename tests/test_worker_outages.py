@@ -63,6 +63,14 @@ def redis_on_fixed_port(tmp_path):
         stop_process(process)
 
 
+def close(portal) -> None:
+    """Release the test's own app (its Redis and database connections) once its worker has stopped."""
+    with portal.app_context():
+        redis_connection().close()
+        db.session.remove()
+        db.engine.dispose()
+
+
 def test_a_worker_rides_out_redis_restarted_empty(app, base_config, account, fakes, redis_on_fixed_port, tmp_path):
     """Redis goes away for 8 s while a job is in hand, and comes back without its data: the worker waits,
     registers anew, and every invoice is synced once: the one in hand, one delivered while Redis was
@@ -107,10 +115,7 @@ def test_a_worker_rides_out_redis_restarted_empty(app, base_config, account, fak
         assert "quitting" not in log_path.read_text()
     finally:
         stop_process(worker)
-        with portal.app_context():
-            redis_connection().close()
-            db.session.remove()
-            db.engine.dispose()
+        close(portal)
 
 
 def test_a_worker_registers_anew_when_redis_restarts_empty_at_once(app, base_config, account, fakes, redis_on_fixed_port,
@@ -136,10 +141,7 @@ def test_a_worker_registers_anew_when_redis_restarts_empty_at_once(app, base_con
         wait_for(lambda: len(live_children(worker.pid)) == 1, timeout=10, what="exactly one scheduler process")
     finally:
         stop_process(worker)
-        with portal.app_context():
-            redis_connection().close()
-            db.session.remove()
-            db.engine.dispose()
+        close(portal)
 
 
 def test_sigterm_stops_a_worker_waiting_for_redis(app, base_config, fakes, redis_on_fixed_port, tmp_path):

@@ -468,14 +468,18 @@ class SyncEngine:
             return done(found, "found", f"matched on {s.match_customers_on}")
         return done(self._create_customer(state, invoice, None, vat), "created", "not found, so created")
 
-    def _economic_customer_exists(self, number: int) -> bool:
+    def _exists(self, path: str) -> bool:
+        """Whether e-conomic has the resource (`GET` answers; a 404 is "no"; anything else is raised)."""
         try:
-            self.economic.request("GET", f"/customers/{number}")
+            self.economic.request("GET", path)
             return True
         except EconomicError as error:
             if error.status == 404:
                 return False
             raise
+
+    def _economic_customer_exists(self, number: int) -> bool:
+        return self._exists(f"/customers/{number}")
 
     def _custom_match(self, customer: dict) -> dict[str, str]:
         """A customer the sync creates carries the value it is matched on, so the next look-up (a retry
@@ -641,13 +645,7 @@ class SyncEngine:
         return number, "found"
 
     def _economic_product_exists(self, number: str) -> bool:
-        try:
-            self.economic.request("GET", f"/products/{quote(number, safe='')}")
-            return True
-        except EconomicError as error:
-            if error.status == 404:
-                return False
-            raise
+        return self._exists(f"/products/{quote(number, safe='')}")
 
     def _create_product(self, state: RunState, product: dict, group: int | None) -> str:
         group = group or _required(self.settings.new_product_group_number, "Product group for new products", "product-group")
