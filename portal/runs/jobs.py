@@ -80,6 +80,18 @@ def sync_run_execute(run_id: int, job_id: str | None = None, invoice: dict | Non
         replaced_numbers=frozenset(replaced_numbers(run)), discard_draft_number=run.discard_draft_number,
         override_reconciliation=run.override_reconciliation,
     )
+    # The engine's reports are committed one by one; reloading the run after each commit (the session's
+    # default) would cost a query each and tell us nothing: this job is the run's only writer.
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        return _attempt(run, state, invoice)
+    finally:
+        session.expire_on_commit = True
+        session.expire_all()  # what callers read next comes from the database again
+
+
+def _attempt(run: SyncRun, state: RunState, invoice: dict | None) -> str:
     try:
         with Heartbeat(SyncRun, run.id, RunStatus.RUNNING):
             outcome = _engine_for(run).run(state, invoice)
@@ -90,7 +102,7 @@ def sync_run_execute(run_id: int, job_id: str | None = None, invoice: dict | Non
     except SyncSkipped as skipped:
         return sync_run_finished(run, RunStatus.SKIPPED, last_error=skipped.reason)
     except Exception as error:  # a bug or an unforeseen answer: retried, and shown as it is
-        log.exception("sync run %s crashed", run_id)
+        log.exception("sync run %s crashed", run.id)
         return sync_run_failed(run, SyncFailure(f"Unexpected error: {error.__class__.__name__}: {error}", transient=True))
     return sync_run_succeeded(run, outcome)
 

@@ -6,11 +6,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
-from ..models import AuditRow, CustomerLink, ProductLink, SyncRun
+from ..models import AuditRow, CustomerLink, ProductLink, SyncRun, utcnow
+
+# Built once: the worker runs them a dozen times an invoice.
+_UPDATE_RUN = update(SyncRun.__table__).where(SyncRun.__table__.c.id == bindparam("run_id"))
+_INSERT_AUDIT_ROW = insert(AuditRow.__table__)
 
 
 class DatabaseRecorder:
@@ -19,11 +24,14 @@ class DatabaseRecorder:
 
     def __init__(self, run: SyncRun) -> None:
         self.run = run
+        self.run_id, self.merchant_id, self.attempt = run.id, run.merchant_id, run.attempts
 
     def _save(self, **columns: Any) -> None:
-        for name, value in columns.items():
-            setattr(self.run, name, value)
+        # One UPDATE of just these columns (no unit-of-work flush), committed; the object is told the values.
+        db.session.execute(_UPDATE_RUN.values(**columns), {"run_id": self.run_id})
         db.session.commit()
+        for name, value in columns.items():
+            set_committed_value(self.run, name, value)
 
     def invoice_fetched(self, number: str | None, customer_name: str | None, customer_email: str | None,
                         currency: str | None, total_minor: int | None) -> None:
@@ -52,11 +60,11 @@ class DatabaseRecorder:
         self._save(needs_credit_note=True)
 
     def step(self, step: str, outcome: str, *, numbers=None, summary=None, error=None, duration_ms: int = 0) -> None:
-        db.session.add(AuditRow(
-            run_id=self.run.id, merchant_id=self.run.merchant_id, attempt=self.run.attempts, step=step,
-            outcome=outcome, numbers=numbers, summary=json.dumps(summary, ensure_ascii=False, default=str) if summary else None,
-            error=error, duration_ms=duration_ms,
-        ))
+        db.session.execute(_INSERT_AUDIT_ROW, {
+            "run_id": self.run_id, "merchant_id": self.merchant_id, "attempt": self.attempt, "step": step,
+            "outcome": outcome, "numbers": numbers, "error": error, "duration_ms": duration_ms, "created_at": utcnow(),
+            "summary": json.dumps(summary, ensure_ascii=False, default=str) if summary else None,
+        })
         db.session.commit()
 
 
