@@ -14,6 +14,7 @@ from ..extensions import db
 from ..models import Backfill, SyncRule
 from ..runs.backfill import BackfillRefused, backfill_create, backfill_progress
 from ..runs.services import RunActionRefused, event_sync_now, sync_run_again, sync_run_book_anyway
+from ..sync.money import from_minor
 from ..merchant_config import rule_for
 from . import bp
 from .review import differences, held_review, row_note, status_words
@@ -103,12 +104,18 @@ def invoice(stripe_invoice_id: str):
     )
 
 
-@bp.route("/history/runs/<int:run_id>/sync-again", methods=["POST"])
-@login_required
-def sync_again(run_id: int):
+def _own_run(run_id: int):
+    """The signed-in merchant's run, or 404 (another merchant's run is as unknown as a missing one)."""
     run = run_for_merchant(current_user.merchant_id, run_id)
     if run is None:
         abort(404)
+    return run
+
+
+@bp.route("/history/runs/<int:run_id>/sync-again", methods=["POST"])
+@login_required
+def sync_again(run_id: int):
+    run = _own_run(run_id)
     try:
         sync_run_again(run, force_new_document=request.form.get("new_document") == "1")
         flash("Queued: the invoice will be synced again in a moment.", "success")
@@ -121,9 +128,7 @@ def sync_again(run_id: int):
 @login_required
 def book_anyway(run_id: int):
     """A held run, reviewed by a person: book its draft (or keep it, for draft rules) as it is."""
-    run = run_for_merchant(current_user.merchant_id, run_id)
-    if run is None:
-        abort(404)
+    run = _own_run(run_id)
     if request.form.get("reviewed") != "1":
         flash("Nothing was done: tick “I have reviewed the draft in e-conomic” to confirm first.", "error")
     else:
@@ -193,8 +198,6 @@ def _safe(text: str | None) -> str:
 
 
 def _amount(run) -> str:
-    from ..sync.money import from_minor
-
     if run.total_minor is None or not run.currency:
         return ""
     return str(from_minor(run.total_minor, run.currency))
