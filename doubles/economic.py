@@ -32,6 +32,24 @@ joined with `$and:`/`$or:`, grouped with parentheses, `$`-escaped; strings compa
 `$like:` takes `*` as wildcard and without one means "contains"; `$in:` takes numbers only). Document
 lists carry no `lines`. `Idempotency-Key` on a POST replays the first answer. Numbers are assigned the
 way e-conomic does (customers, draft and booked invoices, orders).
+
+Journals ("kassekladder") and their vouchers, for payments, refunds, fees and payouts: `GET /journals[/{n}]`,
+`GET /accounts[/{n}]` (balance and draftBalance from what is booked and what sits in journals),
+`GET /accounting-years[/{year}[/entries]]` ("2025/2026" is written "2025_6_2026" in a URL),
+`POST /journals/{n}/vouchers` (one voucher object or an array; the answer is always an array of the vouchers
+made, numbered from the journal's series), `GET /journals/{n}/vouchers[/{year}-{number}]` (filters on nothing,
+as restdocs lists no filterable property) and `GET /journals/{n}/entries` (filters on `text`, `date`, `amount`,
+`voucher.voucherNumber`, ...), `DELETE /journals/{n}/entries/{entryNumber}`. A voucher is refused, annotated at
+e.g. `entries.financeVouchers.items[arrayIndex 0].account`, when its accounting year does not exist or is
+closed, an entry's date is outside that year, an account does not exist or takes no entries (headings, totals,
+blocked, barred), a customer, booked invoice (`customerInvoice`, of that customer), currency or VAT code does
+not exist, an amount has more than 2 decimals, a customer payment has neither `customer` nor `contraAccount`,
+the journal takes only another entry type, or the voucher does not balance: an entry with account and
+contraAccount balances itself, entries without one must sum to 0 per voucher (the fake does not fill in a
+journal's default contra account). Amounts are debit-positive on the entry's own account (for customer
+payments the debtor account of the customer's group), so a payment received is a negative customerPayment.
+`book_journal(n)` is the accountant's "Book": vouchers move to the ledger and a payment naming a booked
+invoice lowers its `remainder`; booking an invoice posts it too (debtors, sales, VAT).
 """
 
 from __future__ import annotations
@@ -44,7 +62,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
@@ -84,6 +102,38 @@ CURRENCIES = (
     ("ISK", "Icelandic króna", "352"), ("CZK", "Czech koruna", "203"), ("HUF", "Hungarian forint", "348"),
     ("CAD", "Canadian dollar", "124"), ("AUD", "Australian dollar", "036"),
 )
+
+# DKK for 100 units of each currency (e-conomic quotes rates per 100); rates against another base currency
+# are crossed through DKK. Deterministic, not today's market; change one with `set_exchange_rate`.
+EXCHANGE_RATES = {"DKK": "100", "EUR": "746.00", "USD": "690.00", "SEK": "65.00", "NOK": "64.00", "GBP": "870.00",
+                  "CHF": "780.00", "PLN": "172.00", "JPY": "4.60", "KWD": "2250.00", "ISK": "5.10", "CZK": "29.70",
+                  "HUF": "1.85", "CAD": "500.00", "AUD": "450.00"}
+
+ACCOUNT_TYPES = ("profitAndLoss", "status", "totalFrom", "heading", "headingStart", "sumInterval", "sumAlpha")
+POSTABLE_ACCOUNT_TYPES = ("profitAndLoss", "status")  # the others are headings and totals
+# A voucher's `entries`, by array name and entry type, in the order e-conomic lists a journal's entries.
+ENTRY_KINDS = {"financeVouchers": "financeVoucher", "supplierInvoices": "supplierInvoice", "supplierPayments": "supplierPayment",
+               "customerPayments": "customerPayment", "manualCustomerInvoices": "manualCustomerInvoice"}
+VOUCHER_SCHEMA = "journals.journalNumber.vouchers.post.schema.json"
+ROUNDING_ACCOUNT = 1090  # where a booked invoice's base-currency rounding goes
+# What each collection lets `filter=` name (restdocs' "Filterable properties"); anything else is a 400.
+FILTERABLE = {
+    "journals": {"journalNumber", "name"},
+    "accounts": {"accountNumber", "accountType", "balance", "barred", "blockDirectEntries", "debitCredit", "name"},
+    "accounting-years": {"fromDate", "toDate", "year"},
+    "journal-vouchers": set(),  # GET /journals/{n}/vouchers filters on nothing
+    "journal-entries": {"amount", "amountDefaultCurrency", "contraAccount.accountNumber", "contraVatAccount.vatCode",
+                        "contraVatAmount", "currency.code", "date", "employee.employeeNumber", "entryType", "exchangeRate",
+                        "journalEntryNumber", "text", "voucher.voucherNumber"},
+    "year-entries": {"amount", "amountInBaseCurrency", "currency", "customer.customerNumber", "date", "dueDate", "entryNumber",
+                     "entryType", "quantity1", "quantity2", "remainder", "remainderInBaseCurrency", "supplier.supplierNumber",
+                     "supplierInvoiceNumber", "text", "unit1.unitNumber", "unit2.unitNumber", "voucherNumber"},
+}
+
+
+def year_id(year: str) -> str:
+    """An accounting year as e-conomic writes it in a URL: "2025/2026" is "2025_6_2026"."""
+    return year.replace("/", "_6_")
 
 
 def _money(value: Decimal) -> float:
@@ -246,8 +296,9 @@ def _predicate(field: str, operator: str, value: list[tuple]) -> Callable[[dict]
     return compare
 
 
-def parse_filter(text: str) -> Callable[[dict], bool]:
-    """e-conomic's `filter=` syntax as a test on one item; `$and:` binds tighter than `$or:`."""
+def parse_filter(text: str, filterable: Collection[str] | None = None) -> Callable[[dict], bool]:
+    """e-conomic's `filter=` syntax as a test on one item; `$and:` binds tighter than `$or:`. With
+    `filterable`, a predicate on any other property is refused, as e-conomic refuses it (400)."""
     tokens = _filter_tokens(text)
     position = 0
 
@@ -291,6 +342,9 @@ def parse_filter(text: str) -> Callable[[dict], bool]:
         while (token := peek()) and (token[0] == "char" or token == ("op", "null")):
             value.append(token)
             position += 1
+        if filterable is not None and field.strip() not in filterable:
+            allowed = ", ".join(sorted(filterable)) if filterable else "none"
+            raise FilterError(f"'{field.strip()}' is not a filterable property of this collection (filterable: {allowed}).")
         return _predicate(field.strip(), operator[1], value)
 
     test = either()
@@ -313,16 +367,27 @@ class ValidationErrors:
 
     def add(self, field: str, message: str, *, code: str = "E04300", value: Any = _NO_VALUE, hint: str | None = None,
             line: int | None = None) -> None:
+        """An error at a dotted field of the body, or of its line number `line`."""
+        parts = (["lines", line] if line is not None else []) + field.split(".")
+        self.add_at(parts, message, code=code, value=value, hint=hint)
+
+    def add_at(self, parts: list, message: str, *, code: str = "E04300", value: Any = _NO_VALUE,
+               hint: str | None = None) -> None:
+        """An error at a path such as ["entries", "financeVouchers", 0, "account"]: each array index becomes
+        an `items` element carrying `arrayIndex`, as e-conomic annotates `lines`."""
         node = self.tree
-        if line is not None:
-            items = self.tree.setdefault("lines", {}).setdefault("items", [])
-            node = next((item for item in items if item["arrayIndex"] == line), None)
-            if node is None:
-                node = {"arrayIndex": line}
-                items.append(node)
-        *parents, leaf = field.split(".")
-        for parent in parents:
-            node = node.setdefault(parent, {})
+        *steps, leaf = parts
+        for step in steps:
+            if isinstance(step, int):
+                items = node.setdefault("items", [])
+                found = next((item for item in items if item["arrayIndex"] == step), None)
+                if found is None:
+                    found = {"arrayIndex": step}
+                    items.append(found)
+                    items.sort(key=lambda item: item["arrayIndex"])
+                node = found
+            else:
+                node = node.setdefault(step, {})
         error = {"propertyName": leaf, "errorMessage": message, "errorCode": code}
         if value is not _NO_VALUE and value is not None:
             error["inputValue"] = value
@@ -356,7 +421,14 @@ class FakeEconomic(ServedDouble):
         self.store: dict[str, dict[Any, dict]] = {
             "customers": {}, "products": {}, "invoices/drafts": {}, "invoices/booked": {}, "orders/drafts": {},
         }
-        self.numbers = {"customers": 1000, "invoices/drafts": 0, "invoices/booked": 20000, "orders/drafts": 0}
+        self.numbers = {"customers": 1000, "invoices/drafts": 0, "invoices/booked": 20000, "orders/drafts": 0,
+                        "journal-entries": 0, "ledger-entries": 0}
+        self.exchange_rates = {code: Decimal(rate) for code, rate in EXCHANGE_RATES.items()}
+        self.accounting_years: dict[str, dict] = {}
+        self.journals: dict[int, dict] = {}
+        self.journal_vouchers: dict[int, dict[tuple[str, int], dict]] = {}  # journal → (year, number) → voucher
+        self.booked_vouchers: dict[tuple[str, int], dict] = {}
+        self.ledger: list[dict] = []  # booked entries, one per account touched, amounts in base currency
         self.resources: dict[str, dict[Any, dict]] = {kind: {} for kind in RESOURCE_KEYS}
         self.sales_accounts: dict[int, dict[int, int]] = {}  # product group → VAT zone → sales account
         self.serve(self.wsgi)
@@ -401,6 +473,27 @@ class FakeEconomic(ServedDouble):
         self.set_sales_account(4, 2, 1050)
         self.add_product_group(5, "OSS Sweden")
         self.set_sales_account(5, 2, 1060)
+
+        # Debtors, bank, the Stripe clearing account, fees and purchase VAT (e-conomic's Danish standard chart
+        # numbers), with a heading and a total that take no entries; each customer group's debtor account.
+        self.add_account(5600, "Debitorer", account_type="status", debit_credit="debit")
+        self.add_account(5610, "Udenlandske debitorer", account_type="status", debit_credit="debit")
+        self.add_account(5800, "Likvide beholdninger", account_type="heading")
+        self.add_account(5820, "Bank", account_type="status", debit_credit="debit")
+        self.add_account(5830, "Stripe balance", account_type="status", debit_credit="debit")
+        self.add_account(5899, "Likvide beholdninger i alt", account_type="sumInterval", summed=(5800, 5898))
+        self.add_account(7220, "Gebyrer", debit_credit="debit")
+        self.add_account(14262, "Købsmoms", account_type="status", debit_credit="debit")
+        self.add_vat_account("I25", 25, "Købsmoms 25 %", account=14262, vat_type="Købsmoms")
+        for group, account in ((1, 5600), (2, 5610)):
+            self.resources["customer-groups"][group]["account"] = {"accountNumber": account, "self": f"{self.url}/accounts/{account}"}
+
+        # Accounting years (calendar years) and journals ("kassekladder").
+        self.add_accounting_year("2025", date(2025, 1, 1), date(2025, 12, 31))
+        self.add_accounting_year("2026", date(2026, 1, 1), date(2026, 12, 31))
+        self.add_journal(1, "Kassekladde")
+        self.add_journal(2, "Indbetalinger", entry_type_restricted_to="customerPayment", minimum_voucher_number=5000,
+                         maximum_voucher_number=5999, contra_accounts={"customerPayments": 5820})
 
     # -- faults -----------------------------------------------------------------------------------------
 
@@ -450,7 +543,7 @@ class FakeEconomic(ServedDouble):
     # -- the chart of accounts --------------------------------------------------------------------------
 
     def add_vat_account(self, code: str, rate: Decimal | float | int | str, name: str | None = None,
-                        account: int = 14261) -> dict:
+                        account: int = 14261, vat_type: str = "Salgsmoms") -> dict:
         """A VAT code (`GET /vat-accounts/{code}`) at `rate` percent, posting its VAT to ledger `account`."""
         with self.lock:
             if len(code) > 5:
@@ -458,20 +551,32 @@ class FakeEconomic(ServedDouble):
             if account not in self.resources["accounts"]:
                 raise ValueError(f"Account {account} is not in the chart; add it first.")
             item = {"vatCode": code, "name": (name or f"{code} {rate} %")[:40], "ratePercentage": float(Decimal(str(rate))),
-                    "vatType": {"vatTypeNumber": 1, "name": "Salgsmoms", "self": f"{self.url}/vat-types/1"},
+                    "vatType": {"vatTypeNumber": 1 if vat_type == "Salgsmoms" else 2, "name": vat_type,
+                                "self": f"{self.url}/vat-types/{1 if vat_type == 'Salgsmoms' else 2}"},
                     "account": {"accountNumber": account, "self": f"{self.url}/accounts/{account}"},
                     "self": f"{self.url}/vat-accounts/{code}"}
             self.resources["vat-accounts"][code] = item
             return item
 
-    def add_account(self, number: int, name: str, vat_code: str | None = None, account_type: str = "profitAndLoss") -> dict:
-        """An account in the chart (`GET /accounts/{number}`), with the VAT code sales on it carry, if any."""
+    def add_account(self, number: int, name: str, vat_code: str | None = None, account_type: str = "profitAndLoss", *,
+                    debit_credit: str = "credit", block_direct_entries: bool = False, barred: bool = False,
+                    summed: tuple[int, int] | None = None) -> dict:
+        """An account in the chart (`GET /accounts/{number}`), with the VAT code sales on it carry, if any.
+        Only `profitAndLoss` and `status` accounts, neither blocked for direct entries nor barred, take entries;
+        headings (`heading`, `headingStart`) and totals (`sumInterval`, `sumAlpha`, `totalFrom`) never do.
+        `summed` is the (from, to) interval a `sumInterval` account adds up."""
         with self.lock:
+            if account_type not in ACCOUNT_TYPES:
+                raise ValueError(f"Account type {account_type!r} is not one of e-conomic's: {', '.join(ACCOUNT_TYPES)}.")
             if vat_code is not None and vat_code not in self.resources["vat-accounts"]:
                 raise ValueError(f"VAT code {vat_code!r} does not exist; add it with add_vat_account first.")
             item = {"accountNumber": number, "accountType": account_type, "balance": 0.0, "draftBalance": 0.0,
-                    "debitCredit": "credit", "name": name[:125], "accountingYears": f"{self.url}/accounts/{number}/accounting-years",
+                    "barred": barred, "blockDirectEntries": block_direct_entries, "debitCredit": debit_credit,
+                    "name": name[:125], "accountingYears": f"{self.url}/accounts/{number}/accounting-years",
                     "self": f"{self.url}/accounts/{number}"}
+            if summed is not None:
+                item["accountsSummed"] = [{"fromAccount": {"accountNumber": summed[0], "self": f"{self.url}/accounts/{summed[0]}"},
+                                           "toAccount": {"accountNumber": summed[1], "self": f"{self.url}/accounts/{summed[1]}"}}]
             if vat_code is not None:
                 item["vatAccount"] = {"vatCode": vat_code, "self": f"{self.url}/vat-accounts/{vat_code}"}
             self.resources["accounts"][number] = item
@@ -593,6 +698,10 @@ class FakeEconomic(ServedDouble):
         parts = path.split("/")
         if path == "self" and method == "GET":
             return self._json(self._self())
+        if parts[0] in ("journals", "accounting-years", "accounts"):
+            answer = self._route_ledger(request, body, parts)
+            if answer is not None:
+                return answer
         if parts[0] in self.resources and method == "GET":
             with self.lock:
                 if len(parts) == 1:
@@ -646,12 +755,12 @@ class FakeEconomic(ServedDouble):
         return [{"salesAccount": self.resources["accounts"][account], "vatZone": self.resources["vat-zones"][zone]}
                 for zone, account in pairs]
 
-    def _collection(self, request: Request, items: list[dict]) -> Response:
+    def _collection(self, request: Request, items: list[dict], filterable: Collection[str] | None = None) -> Response:
         everything = len(items)
         wanted = request.args.get("filter")
         if wanted:
             try:
-                test = parse_filter(wanted)
+                test = parse_filter(wanted, filterable)
                 items = [item for item in items if test(item)]
             except FilterError as problem:
                 return self._error(400, f"The filter is not valid: {problem}", error_code="E04000",
@@ -668,7 +777,9 @@ class FakeEconomic(ServedDouble):
             pagination["nextPage"] = f"{request.base_url}?skippages={skip + 1}&pagesize={pagesize}"
         return self._json({"collection": page, "pagination": pagination, "self": request.url})
 
-    def _create(self, kind: str, request: Request, body) -> Response:
+    def _create(self, kind: str, request: Request, body, make: Callable[[Any], Any] | None = None) -> Response:
+        """A POST under `Idempotency-Key`: a repeat replays the first answer. `make` builds the answer (or a
+        refusal) for kinds that validate on their own (journal vouchers)."""
         key = request.headers.get("Idempotency-Key")
         with self.lock:
             if key and (kind, key) in self._idempotent:
@@ -676,10 +787,12 @@ class FakeEconomic(ServedDouble):
                 response = Response(text, status=status, mimetype="application/json")
                 response.headers["X-ResultFromCache"] = "true"
                 return response
-            problems = schema_problems(POST_SCHEMAS[kind], body)
+            problems = [] if make else schema_problems(POST_SCHEMAS[kind], body)
             if problems:
                 return self._error(400, "Validation exception.", {"schema": {"errors": [{"errorMessage": p} for p in problems]}})
-            if kind == "invoices/booked":
+            if make is not None:
+                result = make(body)
+            elif kind == "invoices/booked":
                 result = self._book(body)
             elif kind in ("customers", "products"):
                 result = self._create_master(kind, body)
@@ -875,7 +988,604 @@ class FakeEconomic(ServedDouble):
             return self._error(400, f"Draft invoice {draft_number} does not exist.")
         self.numbers["invoices/booked"] += 1
         number = body.get("bookWithNumber") or self.numbers["invoices/booked"]
+        rate = _decimal(draft.get("exchangeRate")) if draft.get("exchangeRate") else self._rate(draft.get("currency"))
+        gross = _decimal(draft.get("grossAmount"))
         booked = {**{k: v for k, v in draft.items() if k != "draftInvoiceNumber"}, "bookedInvoiceNumber": number,
+                  "exchangeRate": float(rate), "remainder": _money(gross), "remainderInBaseCurrency": _money(gross * rate / HUNDRED),
                   "self": f"{self.url}/invoices/booked/{number}"}
         self.store["invoices/booked"][number] = booked
+        self._post_invoice(booked, rate)
         return booked
+
+    # -- ledger postings of booked invoices --------------------------------------------------------------
+
+    def _rate(self, code: str | None) -> Decimal:
+        """Base currency for 100 units of `code`."""
+        code = (code or self.base_currency).upper()
+        if code == self.base_currency:
+            return HUNDRED
+        return (self.exchange_rates[code] * HUNDRED / self.exchange_rates[self.base_currency]).quantize(Decimal("0.000001"))
+
+    def _receivables_account(self, customer_number: Any) -> int:
+        """The debtor account of the customer's group (5600 when the customer has none)."""
+        customer = self.store["customers"].get(customer_number) or {}
+        group = self.resources["customer-groups"].get((customer.get("customerGroup") or {}).get("customerGroupNumber")) or {}
+        return (group.get("account") or {}).get("accountNumber") or 5600
+
+    def _year_of(self, day: str) -> str | None:
+        return next((year for year, item in self.accounting_years.items() if item["fromDate"] <= day <= item["toDate"]), None)
+
+    def _post(self, *, year: str | None, voucher: int, account: int, base: Decimal, amount: Decimal, currency: str,
+              day: str, text: str, entry_type: str, customer: Any = None, invoice: int | None = None) -> None:
+        self.numbers["ledger-entries"] += 1
+        self.ledger.append({"entryNumber": self.numbers["ledger-entries"], "year": year, "voucherNumber": voucher,
+                            "account": account, "amountInBaseCurrency": base, "amount": amount, "currency": currency,
+                            "date": day, "text": text, "entryType": entry_type, "customer": customer, "invoice": invoice})
+
+    def _post_invoice(self, invoice: dict, rate: Decimal) -> None:
+        """What booking an invoice does to the ledger: the gross on the customer's debtor account, each line's net
+        on its sales account, each VAT code's VAT on its VAT account; base-currency rounding on 1090."""
+        def base(amount: Decimal) -> Decimal:
+            return (amount * rate / HUNDRED).quantize(CENT, rounding=ROUND_HALF_UP)
+
+        customer = (invoice.get("customer") or {}).get("customerNumber")
+        zone = ((invoice.get("recipient") or {}).get("vatZone") or {}).get("vatZoneNumber")
+        gross = _decimal(invoice.get("grossAmount"))
+        postings = [(self._receivables_account(customer), gross)]
+        net_by_code: dict[str, Decimal] = {}
+        for line in invoice.get("lines") or []:
+            net = _decimal(line.get("totalNetAmount"))
+            product = self.store["products"].get(str((line.get("product") or {}).get("productNumber")))
+            account = self.sales_accounts.get(((product or {}).get("productGroup") or {}).get("productGroupNumber"), {}).get(zone)
+            if not net or account is None:
+                continue
+            postings.append((account, -net))
+            code = (self.resources["accounts"][account].get("vatAccount") or {}).get("vatCode")
+            if code:
+                net_by_code[code] = net_by_code.get(code, Decimal(0)) + net
+        for code, net in net_by_code.items():
+            vat_account = self.resources["vat-accounts"][code]
+            vat = (net * Decimal(str(vat_account["ratePercentage"])) / HUNDRED).quantize(CENT, rounding=ROUND_HALF_UP)
+            postings.append((vat_account["account"]["accountNumber"], -vat))
+        entries = [(account, base(amount), amount) for account, amount in postings]
+        residue = -sum((entry[1] for entry in entries), Decimal(0))
+        if residue:
+            entries.append((ROUNDING_ACCOUNT, residue, Decimal(0)))
+        day = str(invoice.get("date") or "")
+        for account, amount_base, amount in entries:
+            self._post(year=self._year_of(day), voucher=invoice["bookedInvoiceNumber"], account=account, base=amount_base,
+                       amount=amount, currency=str(invoice.get("currency") or self.base_currency), day=day,
+                       text=f"Faktura {invoice['bookedInvoiceNumber']}", entry_type="customerInvoice",
+                       customer=customer if account == postings[0][0] else None, invoice=invoice["bookedInvoiceNumber"])
+
+    # -- accounting years, journals and vouchers -------------------------------------------------------
+
+    def add_accounting_year(self, year: str, from_date: date, to_date: date, closed: bool = False) -> dict:
+        """An accounting year (`GET /accounting-years/{year}`), named "YYYY" or "YYYY/YYYY"."""
+        with self.lock:
+            base = f"{self.url}/accounting-years/{year_id(year)}"
+            item = {"year": year, "fromDate": from_date.isoformat(), "toDate": to_date.isoformat(), "closed": closed,
+                    "entries": f"{base}/entries", "periods": f"{base}/periods", "totals": f"{base}/totals",
+                    "vouchers": f"{base}/vouchers", "self": base}
+            self.accounting_years[year] = item
+            return item
+
+    def add_journal(self, number: int, name: str, *, entry_type_restricted_to: str | None = None,
+                    minimum_voucher_number: int = 1, maximum_voucher_number: int = 999999999,
+                    contra_accounts: dict[str, int] | None = None) -> dict:
+        """A journal ("kassekladde", `GET /journals/{number}`). `entry_type_restricted_to` limits the entries it
+        takes to one type; its vouchers are numbered within minimum..maximum. `contra_accounts` (entry array →
+        account) are shown as the journal's default contra accounts; the fake does not fill them in."""
+        with self.lock:
+            if entry_type_restricted_to is not None and entry_type_restricted_to not in ENTRY_KINDS.values():
+                raise ValueError(f"{entry_type_restricted_to!r} is not an entry type: {', '.join(ENTRY_KINDS.values())}.")
+            base = f"{self.url}/journals/{number}"
+            settings: dict = {"voucherNumbers": {"minimumVoucherNumber": minimum_voucher_number,
+                                                 "maximumVoucherNumber": maximum_voucher_number}}
+            if contra_accounts:
+                for kind, account in contra_accounts.items():
+                    if kind not in ("customerPayments", "supplierPayments", "financeVouchers"):
+                        raise ValueError(f"{kind!r}: journals have default contra accounts for customerPayments, "
+                                         "supplierPayments and financeVouchers.")
+                    if account not in self.resources["accounts"]:
+                        raise ValueError(f"Account {account} is not in the chart; add it with add_account first.")
+                settings["contraAccounts"] = {kind: {"accountNumber": account, "self": f"{self.url}/accounts/{account}"}
+                                              for kind, account in contra_accounts.items()}
+            if entry_type_restricted_to is not None:
+                settings["entryTypeRestrictedTo"] = entry_type_restricted_to
+            item = {"journalNumber": number, "name": name, "settings": settings, "vouchers": f"{base}/vouchers",
+                    "entries": f"{base}/entries",
+                    "templates": {"financeVoucher": f"{base}/templates/financeVoucher",
+                                  "manualCustomerInvoice": f"{base}/templates/manualCustomerInvoice", "self": f"{base}/templates"},
+                    "self": base}
+            self.journals[number] = item
+            self.journal_vouchers.setdefault(number, {})
+            return item
+
+    def set_exchange_rate(self, code: str, dkk_per_100: Decimal | str | int) -> None:
+        """What 100 units of `code` cost in DKK, for entries and invoices in that currency."""
+        with self.lock:
+            self.exchange_rates[code.upper()] = Decimal(str(dkk_per_100))
+
+    def vouchers(self, journal_number: int) -> list[dict]:
+        """The vouchers in a journal (not yet booked), as `GET /journals/{n}/vouchers` lists them."""
+        with self.lock:
+            return [self._voucher_view(record) for _, record in sorted(self.journal_vouchers[journal_number].items())]
+
+    def booked(self) -> list[dict]:
+        """Every voucher booked from a journal so far, in the order booked."""
+        with self.lock:
+            return [json.loads(json.dumps(voucher)) for voucher in self.booked_vouchers.values()]
+
+    def ledger_entries(self, account: int | None = None) -> list[dict]:
+        """Booked entries (invoices and journal vouchers), amounts as Decimal, optionally of one account."""
+        with self.lock:
+            return [dict(entry) for entry in self.ledger if account is None or entry["account"] == account]
+
+    def account_balance(self, number: int, *, include_journals: bool = False) -> Decimal:
+        """An account's balance in base currency, debit positive (e-conomic's `balance`); with `include_journals`
+        also what sits unbooked in journals (e-conomic's `draftBalance`)."""
+        with self.lock:
+            total = sum((entry["amountInBaseCurrency"] for entry in self.ledger if entry["account"] == number), Decimal(0))
+            if include_journals:
+                for records in self.journal_vouchers.values():
+                    for record in records.values():
+                        for entry in record["entries"]:
+                            total += sum((p[1] for p in entry["postings"] if p[0] == number), Decimal(0))
+            return total
+
+    def book_journal(self, journal_number: int) -> list[dict]:
+        """What an accountant's "Book" does: every voucher in the journal moves to the ledger. Refused, booking
+        nothing, when a voucher does not balance (entries can be deleted after posting). A customer payment that
+        names a booked invoice (`customerInvoice`) settles that invoice's `remainder`."""
+        with self.lock:
+            records = [record for _, record in sorted(self.journal_vouchers[journal_number].items())]
+            problems = []
+            for record in records:
+                total = sum((p[1] for entry in record["entries"] for p in entry["postings"]), Decimal(0))
+                if total:
+                    problems.append(f"voucher {record['number']} ({record['year']}) is off by {total} {self.base_currency}")
+                if self.accounting_years[record["year"]]["closed"]:
+                    problems.append(f"accounting year {record['year']} of voucher {record['number']} is closed")
+            if problems:
+                raise ValueError(f"Journal {journal_number} cannot be booked: " + "; ".join(problems) + ".")
+            done = []
+            for record in records:
+                for entry in record["entries"]:
+                    customer = entry.get("customer")
+                    debtor = self._receivables_account(customer) if customer is not None else None
+                    for account, base, amount in entry["postings"]:
+                        mine = account == debtor
+                        self._post(year=record["year"], voucher=record["number"], account=account, base=base, amount=amount,
+                                   currency=entry["currency"], day=entry["date"], text=entry["echo"].get("text", ""),
+                                   entry_type=entry["type"], invoice=entry.get("invoice") if mine else None,
+                                   customer=customer if mine else None)
+                    if entry["type"] == "customerPayment" and entry.get("invoice") is not None:
+                        self._settle(entry)
+                view = self._voucher_view(record)
+                self.booked_vouchers[(record["year"], record["number"])] = view
+                done.append(view)
+            self.journal_vouchers[journal_number].clear()
+            return done
+
+    def _settle(self, entry: dict) -> None:
+        """A booked customer payment against a booked invoice: the remainder moves by the payment (a payment is a
+        credit, a negative amount), never past zero or past the invoice's gross amount."""
+        invoice = self.store["invoices/booked"][entry["invoice"]]
+        rate = _decimal(invoice.get("exchangeRate"), "100")
+        if entry["currency"] == str(invoice.get("currency") or self.base_currency).upper():
+            delta = entry["amount"]
+        else:
+            delta = (entry["base"] * HUNDRED / rate).quantize(CENT, rounding=ROUND_HALF_UP)
+        gross = _decimal(invoice.get("grossAmount"))
+        gross_base = (gross * rate / HUNDRED).quantize(CENT, rounding=ROUND_HALF_UP)
+
+        def clamp(value: Decimal, limit: Decimal) -> Decimal:
+            low, high = sorted((Decimal(0), limit))
+            return min(max(value, low), high)
+
+        remainder = clamp(_decimal(invoice.get("remainder")) + delta, gross)
+        remainder_base = clamp(_decimal(invoice.get("remainderInBaseCurrency")) + entry["base"], gross_base)
+        invoice["remainder"] = _money(remainder)
+        invoice["remainderInBaseCurrency"] = _money(remainder_base if remainder else Decimal(0))
+
+    # -- POST /journals/{n}/vouchers ---------------------------------------------------------------------
+
+    def _create_vouchers(self, journal_number: int, body) -> list[dict] | Response:
+        """One voucher object, or an array of them (bulk): all are checked before any is made; the answer is
+        always an array of the vouchers made, each with its number."""
+        journal = self.journals[journal_number]
+        bulk = isinstance(body, list)
+        vouchers = body if bulk else [body]
+        if bulk and not vouchers:
+            return self._error(400, "The body is an empty array; send a voucher or an array of vouchers.")
+        errors = ValidationErrors()
+        reserved: dict[str, set[int]] = {}
+        plans = [self._plan_voucher(journal, voucher, [index] if bulk else [], errors, reserved)
+                 for index, voucher in enumerate(vouchers)]
+        if errors:
+            return self._invalid(errors)
+        return [self._voucher_view(self._store_voucher(journal_number, plan)) for plan in plans]
+
+    @staticmethod
+    def _schema_issues(schema: dict, body: Any) -> list[tuple[list, str]]:
+        """Where `body` breaks the schema or e-conomic's own rules (no nulls, maxDecimal, full-date), as paths."""
+        issues = []
+        for error in jsonschema.Draft3Validator(schema).iter_errors(body):
+            path = list(error.path)
+            if error.validator == "type" and error.instance is None:
+                continue  # said once, below, as "null is not allowed"
+            if error.validator == "pattern" and error.schema.get("format") == "full-date":
+                continue  # said once, below, as not a date
+            if error.validator == "required":
+                issues.append((path, f"Property {path[-1]} is required."))
+            else:
+                issues.append((path or ["voucher"], error.message))
+
+        def walk(value, rule, path):
+            if value is None:
+                issues.append((path, f"Property {path[-1]} is null; leave it out instead."))
+            elif isinstance(value, dict):
+                for key, item in value.items():
+                    walk(item, (rule.get("properties") or {}).get(key, {}), [*path, key])
+            elif isinstance(value, list):
+                for index, item in enumerate(value):
+                    walk(item, rule.get("items") or {}, [*path, index])
+            else:
+                if "maxDecimal" in rule and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    if -Decimal(str(value)).normalize().as_tuple().exponent > rule["maxDecimal"]:
+                        issues.append((path, f"Property {path[-1]} takes at most {rule['maxDecimal']} decimals ({value})."))
+                if rule.get("format") == "full-date" and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value)):
+                    issues.append((path, f"Property {path[-1]} is not a date in the format YYYY-MM-DD."))
+
+        walk(body, schema, [])
+        return issues
+
+    def _account_check(self, errors: ValidationErrors, parts: list, ref: Any) -> int | None:
+        """The number of the account `ref` names, when that account exists and takes entries."""
+        number = ref.get("accountNumber") if isinstance(ref, dict) else None
+        account = self.resources["accounts"].get(number)
+        hint = "Find a list of accounts at https://restapi.e-conomic.com/accounts ."
+        if number is None:
+            errors.add_at(parts, f"Property {parts[-1]}.accountNumber is required.", hint=hint)
+        elif account is None:
+            errors.add_at(parts, f"Account '{number}' not found.", code="E06000", value=number, hint=hint)
+        elif account["accountType"] not in POSTABLE_ACCOUNT_TYPES:
+            errors.add_at(parts, f"Account {number} ({account['name']}) is of type {account['accountType']} and cannot "
+                          "take entries.", value=number, hint="Post to an account of type profitAndLoss or status.")
+        elif account.get("blockDirectEntries"):
+            errors.add_at(parts, f"Account {number} ({account['name']}) is blocked for direct entries.", value=number)
+        elif account.get("barred"):
+            errors.add_at(parts, f"Account {number} ({account['name']}) is barred.", value=number)
+        else:
+            return number
+        return None
+
+    def _vat_check(self, errors: ValidationErrors, parts: list, ref: Any) -> dict | None:
+        code = ref.get("vatCode") if isinstance(ref, dict) else None
+        item = self.resources["vat-accounts"].get(code)
+        if item is None:
+            errors.add_at(parts, f"VatAccount '{code}' not found.", code="E06000", value=code,
+                          hint="Find a list of VAT accounts at https://restapi.e-conomic.com/vat-accounts .")
+        return item
+
+    @staticmethod
+    def _vat_part(amount: Decimal, vat_account: dict | None) -> Decimal:
+        """The VAT inside a gross `amount` at the VAT code's rate."""
+        if vat_account is None:
+            return Decimal(0)
+        rate = Decimal(str(vat_account["ratePercentage"]))
+        return (amount * rate / (HUNDRED + rate)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+    def _plan_voucher(self, journal: dict, voucher: Any, prefix: list, errors: ValidationErrors,
+                      reserved: dict[str, set[int]]) -> dict | None:
+        journal_number = journal["journalNumber"]
+        before = errors.count
+        issues = self._schema_issues(json.loads((SCHEMAS / VOUCHER_SCHEMA).read_text()), voucher)
+        for path, message in issues:
+            errors.add_at([*prefix, *path], message)
+        if issues or not isinstance(voucher, dict):
+            return None
+
+        year_ref = voucher.get("accountingYear") or {}
+        name = year_ref.get("year")
+        if name is None and year_ref.get("self"):
+            name = str(year_ref["self"]).rstrip("/").rsplit("/", 1)[-1].replace("_6_", "/")
+        year = self.accounting_years.get(name)
+        if year is None:
+            errors.add_at([*prefix, "accountingYear"], f"Accounting year '{name}' not found." if name else
+                          "Property accountingYear.year is required.", code="E06000", value=name,
+                          hint="Find a list of accounting years at https://restapi.e-conomic.com/accounting-years .")
+        elif year["closed"]:
+            errors.add_at([*prefix, "accountingYear"], f"Accounting year {name} is closed for further transactions.", value=name)
+        named_journal = (voucher.get("journal") or {}).get("journalNumber")
+        if named_journal is not None and named_journal != journal_number:
+            errors.add_at([*prefix, "journal"], f"The voucher names journal {named_journal:g} but is posted to journal "
+                          f"{journal_number}.", value=named_journal)
+
+        entries = []
+        given = voucher.get("entries") or {}
+        for kind, entry_type in ENTRY_KINDS.items():
+            for index, entry in enumerate(given.get(kind) or []):
+                planned = self._plan_entry(journal, year, kind, entry_type, entry, [*prefix, "entries", kind, index], errors)
+                if planned:
+                    entries.append(planned)
+        if not any(given.get(kind) for kind in ENTRY_KINDS):
+            errors.add_at([*prefix, "entries"], "A voucher needs at least one entry (financeVouchers, customerPayments, "
+                          "manualCustomerInvoices, supplierInvoices or supplierPayments).")
+
+        number = None
+        if year is not None:
+            settings = journal["settings"]["voucherNumbers"]
+            low, high = max(settings["minimumVoucherNumber"], 1), settings["maximumVoucherNumber"]
+            taken = self._voucher_numbers(name) | reserved.setdefault(name, set())
+            wanted = voucher.get("voucherNumber")
+            if wanted is not None:
+                if wanted != int(wanted):
+                    errors.add_at([*prefix, "voucherNumber"], "Property voucherNumber is a whole number.", value=wanted)
+                elif not low <= int(wanted) <= high:
+                    errors.add_at([*prefix, "voucherNumber"], f"Voucher number {int(wanted)} is outside journal "
+                                  f"{journal_number}'s number series ({low}-{high}).", value=wanted)
+                elif int(wanted) in taken:
+                    errors.add_at([*prefix, "voucherNumber"], f"Voucher number {int(wanted)} is already used in "
+                                  f"accounting year {name}.", value=wanted)
+                else:
+                    number = int(wanted)
+            else:
+                number = max((n for n in taken if low <= n <= high), default=low - 1) + 1
+                if number > high:
+                    errors.add_at([*prefix, "voucherNumber"], f"Journal {journal_number} has no voucher numbers left in "
+                                  f"its number series ({low}-{high}).")
+                    number = None
+            if number is not None:
+                reserved[name].add(number)
+
+        if errors.count == before:
+            total = sum((p[1] for entry in entries for p in entry["postings"]), Decimal(0))
+            if total:
+                errors.add_at([*prefix, "entries"], f"The voucher does not balance: its entries add up to {total} "
+                              f"{self.base_currency}, not 0.", hint="Give each entry a contraAccount, or add entries that "
+                              "bring the voucher's sum to 0.")
+        if errors.count != before:
+            return None
+        return {"year": name, "number": number, "entries": entries}
+
+    def _plan_entry(self, journal: dict, year: dict | None, kind: str, entry_type: str, entry: dict, parts: list,
+                    errors: ValidationErrors) -> dict | None:
+        before = errors.count
+        restricted = journal["settings"].get("entryTypeRestrictedTo")
+        if restricted and restricted != entry_type:
+            errors.add_at([*parts, "entryType"], f"Journal {journal['journalNumber']} takes only entries of type "
+                          f"{restricted}, not {entry_type}.", value=entry_type)
+        named_journal = (entry.get("journal") or {}).get("journalNumber")
+        if named_journal is not None and named_journal != journal["journalNumber"]:
+            errors.add_at([*parts, "journal"], f"The entry names journal {named_journal:g} but is posted to journal "
+                          f"{journal['journalNumber']}.", value=named_journal)
+        day = None
+        try:
+            day = date.fromisoformat(entry["date"])
+        except ValueError:
+            errors.add_at([*parts, "date"], f"'{entry['date']}' is not a valid date.", value=entry["date"])
+        if day is not None and year is not None and not year["fromDate"] <= day.isoformat() <= year["toDate"]:
+            errors.add_at([*parts, "date"], f"Date {day.isoformat()} is not within accounting year {year['year']} "
+                          f"({year['fromDate']} - {year['toDate']}).", value=entry["date"],
+                          hint="Use the accounting year whose fromDate..toDate holds the entry's date (GET /accounting-years).")
+
+        currency = str((entry.get("currency") or {}).get("code") or self.base_currency).upper()
+        if currency not in self.resources["currencies"]:
+            errors.add_at([*parts, "currency"], f"Currency '{currency}' not found.", code="E06000", value=currency,
+                          hint="Find a list of currencies at https://restapi.e-conomic.com/currencies .")
+
+        account = vat = None
+        if kind == "financeVouchers":
+            if entry.get("account") is not None:
+                account = self._account_check(errors, [*parts, "account"], entry["account"])
+            elif entry.get("contraAccount") is None:
+                errors.add_at([*parts, "account"], "Either 'account' or 'contraAccount' is required.")
+            if entry.get("vatAccount") is not None:
+                if entry.get("account") is None:
+                    errors.add_at([*parts, "vatAccount"], "vatAccount applies to the entry's account; it has none.")
+                vat = self._vat_check(errors, [*parts, "vatAccount"], entry["vatAccount"])
+        contra = contra_vat = None
+        if entry.get("contraAccount") is not None:
+            contra = self._account_check(errors, [*parts, "contraAccount"], entry["contraAccount"])
+        if entry.get("contraVatAccount") is not None:
+            if entry.get("contraAccount") is None:
+                errors.add_at([*parts, "contraVatAccount"], "contraVatAccount applies to the entry's contraAccount; it has none.")
+            contra_vat = self._vat_check(errors, [*parts, "contraVatAccount"], entry["contraVatAccount"])
+
+        customer = invoice = None
+        if kind in ("customerPayments", "manualCustomerInvoices"):
+            customer = (entry.get("customer") or {}).get("customerNumber")
+            if entry.get("customer") is None and entry.get("contraAccount") is None:
+                errors.add_at([*parts, "customer"], "Either 'customer' or 'contraAccount' is required.")
+            elif entry.get("customer") is not None and customer not in self.store["customers"]:
+                errors.add_at([*parts, "customer"], f"Customer '{customer}' not found.", code="E06000", value=customer,
+                              hint="Find a list of customers at https://restapi.e-conomic.com/customers .")
+            if kind == "customerPayments" and entry.get("customerInvoice") is not None:
+                invoice = entry["customerInvoice"]
+                booked = self.store["invoices/booked"].get(invoice)
+                owner = ((booked or {}).get("customer") or {}).get("customerNumber")
+                if entry.get("customer") is None:
+                    errors.add_at([*parts, "customerInvoice"], f"customerInvoice {invoice} needs the entry's customer.",
+                                  value=invoice)
+                elif booked is None:
+                    errors.add_at([*parts, "customerInvoice"], f"Booked invoice '{invoice}' not found.", code="E06000",
+                                  value=invoice, hint="Find a list of booked invoices at https://restapi.e-conomic.com/invoices/booked .")
+                elif owner != customer:
+                    errors.add_at([*parts, "customerInvoice"], f"Booked invoice {invoice} belongs to customer {owner}, "
+                                  f"not to customer {customer}.", value=invoice)
+        if kind in ("supplierInvoices", "supplierPayments"):
+            supplier = (entry.get("supplier") or {}).get("supplierNumber")
+            if entry.get("supplier") is None and entry.get("contraAccount") is None:
+                errors.add_at([*parts, "supplier"], "Either 'supplier' or 'contraAccount' is required.")
+            elif entry.get("supplier") is not None:  # the fake keeps no suppliers
+                errors.add_at([*parts, "supplier"], f"Supplier '{supplier}' not found.", code="E06000", value=supplier)
+        if errors.count != before:
+            return None
+
+        amount = _decimal(entry["amount"])
+        rate = HUNDRED if currency == self.base_currency else (
+            _decimal(entry["exchangeRate"]) if entry.get("exchangeRate") is not None else self._rate(currency))
+        base = (_decimal(entry["amountBaseCurrency"]) if entry.get("amountBaseCurrency") is not None
+                else (amount * rate / HUNDRED).quantize(CENT, rounding=ROUND_HALF_UP))
+        own = self._receivables_account(customer) if customer is not None else account
+        postings = []  # (account, base-currency amount, entry-currency amount), debit positive
+        vat_amount, vat_base = self._vat_part(amount, vat), self._vat_part(base, vat)
+        if own is not None:
+            postings.append((own, base - vat_base, amount - vat_amount))
+            if vat is not None:
+                postings.append((vat["account"]["accountNumber"], vat_base, vat_amount))
+        contra_vat_amount, contra_vat_base = self._vat_part(amount, contra_vat), self._vat_part(base, contra_vat)
+        if contra is not None:
+            postings.append((contra, -(base - contra_vat_base), -(amount - contra_vat_amount)))
+            if contra_vat is not None:
+                postings.append((contra_vat["account"]["accountNumber"], -contra_vat_base, -contra_vat_amount))
+
+        echo = {k: v for k, v in entry.items() if k not in ("voucher", "journal", "entryType", "remainder",
+                                                            "remainderInDefaultCurrency")}
+        echo.update(amount=_money(amount), amountBaseCurrency=_money(base), currency={"code": currency,
+                    "self": f"{self.url}/currencies/{currency}"}, date=day.isoformat())
+        if currency != self.base_currency:
+            echo["exchangeRate"] = float(rate)
+        for field, number in (("account", account), ("contraAccount", contra)):
+            if number is not None:
+                echo[field] = {"accountNumber": number, "self": f"{self.url}/accounts/{number}"}
+        if customer is not None:
+            echo["customer"] = {"customerNumber": customer, "self": f"{self.url}/customers/{customer}"}
+        if vat is not None:
+            echo.update(vatAccount={"vatCode": vat["vatCode"], "self": vat["self"]}, vatAmount=_money(vat_amount),
+                        vatAmountBaseCurrency=_money(vat_base))
+        if contra_vat is not None:
+            echo.update(contraVatAccount={"vatCode": contra_vat["vatCode"], "self": contra_vat["self"]},
+                        contraVatAmount=_money(contra_vat_amount), contraVatAmountInBaseCurrency=_money(contra_vat_base))
+        return {"kind": kind, "type": entry_type, "date": day.isoformat(), "amount": amount, "base": base,
+                "currency": currency, "customer": customer, "invoice": invoice, "postings": postings, "echo": echo}
+
+    def _voucher_numbers(self, year: str) -> set[int]:
+        """Voucher numbers used in an accounting year, in any journal or booked."""
+        used = {number for (y, number) in self.booked_vouchers if y == year}
+        for records in self.journal_vouchers.values():
+            used |= {number for (y, number) in records if y == year}
+        return used
+
+    def _store_voucher(self, journal_number: int, plan: dict) -> dict:
+        record = {"journal": journal_number, "year": plan["year"], "number": plan["number"], "entries": []}
+        for entry in plan["entries"]:
+            self.numbers["journal-entries"] += 1
+            record["entries"].append({**entry, "journalEntryNumber": self.numbers["journal-entries"]})
+        self.journal_vouchers[journal_number][(plan["year"], plan["number"])] = record
+        return record
+
+    def _voucher_self(self, record: dict) -> str:
+        return f"{self.url}/journals/{record['journal']}/vouchers/{year_id(record['year'])}-{record['number']}"
+
+    def _voucher_view(self, record: dict) -> dict:
+        """A voucher as e-conomic shows it: its entries by type, each with its entryType, journal and voucher."""
+        journal = {"journalNumber": record["journal"], "self": f"{self.url}/journals/{record['journal']}"}
+        own = self._voucher_self(record)
+        entries: dict[str, list] = {}
+        for entry in record["entries"]:
+            entries.setdefault(entry["kind"], []).append(
+                {**json.loads(json.dumps(entry["echo"])), "entryType": entry["type"], "journal": journal,
+                 "voucher": {"voucherNumber": record["number"], "self": own}})
+        return {"accountingYear": {"year": record["year"], "self": f"{self.url}/accounting-years/{year_id(record['year'])}"},
+                "journal": journal, "entries": entries, "voucherNumber": record["number"],
+                "attachment": f"{own}/attachment", "self": own}
+
+    def _entry_views(self, journal_number: int) -> list[dict]:
+        """A journal's entries (`GET /journals/{n}/entries`), sorted by entry type, then as entered."""
+        order = list(ENTRY_KINDS.values())
+        views = []
+        for record in self.journal_vouchers[journal_number].values():
+            voucher = self._voucher_view(record)
+            for entry in record["entries"]:
+                echo = json.loads(json.dumps(entry["echo"]))
+                echo["amountDefaultCurrency"] = echo.pop("amountBaseCurrency")
+                views.append((order.index(entry["type"]), entry["journalEntryNumber"], {
+                    **echo, "entryType": entry["type"], "journal": voucher["journal"],
+                    "journalEntryNumber": entry["journalEntryNumber"],
+                    "voucher": {"voucherNumber": record["number"], "accountingYear": voucher["accountingYear"],
+                                "self": voucher["self"]},
+                    "self": f"{self.url}/journals/{journal_number}/entries/{entry['journalEntryNumber']}"}))
+        return [view for *_, view in sorted(views, key=lambda v: (v[0], v[1]))]
+
+    def _year_entry_views(self, year: str) -> list[dict]:
+        """Booked entries of an accounting year (`GET /accounting-years/{year}/entries`)."""
+        views = []
+        for entry in self.ledger:
+            if entry["year"] != year:
+                continue
+            view = {"account": {"accountNumber": entry["account"], "self": f"{self.url}/accounts/{entry['account']}"},
+                    "amount": _money(entry["amount"]), "amountInBaseCurrency": _money(entry["amountInBaseCurrency"]),
+                    "currency": entry["currency"], "date": entry["date"], "entryNumber": entry["entryNumber"],
+                    "entryType": entry["entryType"], "text": entry["text"], "voucherNumber": entry["voucherNumber"],
+                    "self": f"{self.url}/accounting-years/{year_id(year)}/entries/{entry['entryNumber']}"}
+            if entry["customer"] is not None:
+                view["customer"] = {"customerNumber": entry["customer"], "self": f"{self.url}/customers/{entry['customer']}"}
+            if entry["invoice"] is not None:
+                view["bookedInvoice"] = {"bookedInvoiceNumber": entry["invoice"],
+                                         "self": f"{self.url}/invoices/booked/{entry['invoice']}"}
+            views.append(view)
+        return views
+
+    def _account_view(self, item: dict) -> dict:
+        number = item["accountNumber"]
+        return {**item, "balance": _money(self.account_balance(number)),
+                "draftBalance": _money(self.account_balance(number, include_journals=True))}
+
+    def _route_ledger(self, request: Request, body, parts: list[str]) -> Response | None:
+        """GET/POST/DELETE under /journals, /accounting-years and /accounts; None for any other path."""
+        method = request.method
+        with self.lock:
+            if parts[0] == "accounts" and method == "GET":
+                if len(parts) == 1:
+                    items = [self._account_view(item) for _, item in sorted(self.resources["accounts"].items())]
+                    return self._collection(request, items, FILTERABLE["accounts"])
+                number = int(parts[1]) if parts[1].isdigit() else None
+                if len(parts) == 2 and number in self.resources["accounts"]:
+                    return self._json(self._account_view(self.resources["accounts"][number]))
+                return self._error(404, f"No accounts {'/'.join(parts[1:])}.")
+            if parts[0] == "accounting-years" and method == "GET":
+                if len(parts) == 1:
+                    items = sorted(self.accounting_years.values(), key=lambda item: item["fromDate"])
+                    return self._collection(request, items, FILTERABLE["accounting-years"])
+                year = self.accounting_years.get(parts[1].replace("_6_", "/"))
+                if year is None or len(parts) > 3 or (len(parts) == 3 and parts[2] != "entries"):
+                    return self._error(404, f"No accounting-years {'/'.join(parts[1:])}.")
+                if len(parts) == 3:
+                    return self._collection(request, self._year_entry_views(year["year"]), FILTERABLE["year-entries"])
+                return self._json(year)
+            if parts[0] != "journals":
+                return None
+            if len(parts) == 1 and method == "GET":
+                return self._collection(request, [item for _, item in sorted(self.journals.items())], FILTERABLE["journals"])
+            number = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+            if number not in self.journals:
+                return self._error(404, f"Journal '{parts[1] if len(parts) > 1 else ''}' not found.", error_code="E06000",
+                                   hint="Find a list of journals at https://restapi.e-conomic.com/journals .")
+            if len(parts) == 2 and method == "GET":
+                return self._json(self.journals[number])
+            if len(parts) == 3 and parts[2] == "vouchers":
+                if method == "GET":
+                    return self._collection(request, self.vouchers(number), FILTERABLE["journal-vouchers"])
+                if method == "POST":
+                    return self._create("/".join(parts), request, body, lambda sent: self._create_vouchers(number, sent))
+            if len(parts) == 4 and parts[2] == "vouchers" and method == "GET":
+                year, _, voucher = parts[3].rpartition("-")
+                record = self.journal_vouchers[number].get((year.replace("_6_", "/"), int(voucher) if voucher.isdigit() else None))
+                if record is None:
+                    return self._error(404, f"Voucher '{parts[3]}' not found in journal {number}.", error_code="E06000")
+                return self._json(self._voucher_view(record))
+            if len(parts) == 3 and parts[2] == "entries" and method == "GET":
+                return self._collection(request, self._entry_views(number), FILTERABLE["journal-entries"])
+            if len(parts) == 4 and parts[2] == "entries" and method == "DELETE":
+                for key, record in list(self.journal_vouchers[number].items()):
+                    kept = [e for e in record["entries"] if str(e["journalEntryNumber"]) != parts[3]]
+                    if len(kept) != len(record["entries"]):
+                        record["entries"] = kept
+                        if not kept:
+                            del self.journal_vouchers[number][key]
+                        return Response(b"", status=204)
+                return self._error(404, f"Entry '{parts[3]}' not found in journal {number}.", error_code="E06000")
+        return self._error(404 if method == "GET" else 405, f"{method} /{'/'.join(parts)} is not served by the fake.")
