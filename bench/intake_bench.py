@@ -321,28 +321,39 @@ def main() -> None:
         if any(autovacuum_off):
             print("  (this PostgreSQL has autovacuum off: the bench analysed its tables before each intake round, as "
                   "autovacuum would have; see bench.common.analyze_tables)")
-        if any(count != sent for count in stored.values()):
+        if stored["events stored"] != sent or stored["event jobs queued by the dispatcher"] != sent \
+                or not 1 <= stored["dispatcher jobs woken"] <= max(2, sent // 1000):
             sys.exit(f"FAILED: {sent} distinct events sent to the intake, but {stored}: the route dropped or doubled work.")
         if not 0 <= sent - answered <= CONNECTIONS * (1 + ROUNDS):
             sys.exit(f"FAILED: {sent} events sent but {answered} answers read: more unanswered than wrk can have in flight.")
 
 
 def stored_counts(app, merchant_id: int, env: dict) -> dict[str, int]:
+    """What the intake left behind, then what the worker's dispatcher makes of it: the events stored, the
+    dispatcher jobs the deliveries woke (one while one waits), and — after running that dispatcher here,
+    as a worker would — the event jobs queued, one per event. Also the dispatcher's CPU per event."""
     from redis import Redis
     from rq import Queue
     from sqlalchemy import func, select
 
     from portal.extensions import db
     from portal.models import WebhookEvent
+    from portal.runs.jobs import events_dispatch_job
 
+    connection = Redis.from_url(env["REDIS_URL"])
+    queue = Queue(env["RQ_QUEUE"], connection=connection)
+    dispatchers = sum(1 for job in queue.get_jobs() if job.func_name.endswith("events_dispatch_job"))
     with app.app_context():
         events = db.session.scalar(select(func.count()).select_from(WebhookEvent).where(WebhookEvent.merchant_id == merchant_id))
+        started = time.thread_time()
+        dispatched = events_dispatch_job(merchant_id)
+        dispatch_ms = 1000 * (time.thread_time() - started) / max(dispatched, 1)
         db.session.remove()
         db.engine.dispose()
-    connection = Redis.from_url(env["REDIS_URL"])
-    jobs = Queue(env["RQ_QUEUE"], connection=connection).count
+    event_jobs = sum(1 for job in queue.get_jobs() if job.func_name.endswith(".event_job"))
     connection.close()
-    return {"events stored": events, "jobs queued": jobs}
+    return {"events stored": events, "dispatcher jobs woken": dispatchers, "event jobs queued by the dispatcher": event_jobs,
+            "dispatch_ms": dispatch_ms}
 
 
 def report(noop: list[Round], intake: list[Round], env: dict, embedded_redis: bool, rss: list[float], signing: float,
@@ -384,7 +395,9 @@ def report(noop: list[Round], intake: list[Round], env: dict, embedded_redis: bo
               f"gunicorn should be here (under {NOOP_FLOOR:,} would mean the load generator or machine is the bottleneck)")
     print(f"  correctness: {sent:,} distinct events sent to the intake (warm-up included), {answered:,} 200s read, "
           f"{sent - answered} in flight when wrk stopped (at most {CONNECTIONS} × {1 + ROUNDS}), no other status; "
-          + ", ".join(f"{count:,} {name}" for name, count in stored.items()))
+          + ", ".join(f"{count:,} {name}" for name, count in stored.items() if name != "dispatch_ms"))
+    print(f"  the dispatcher, run afterwards as a worker would: {stored['dispatch_ms']:.3f} ms CPU per event to claim it "
+          f"and queue its job (500 a round trip)")
     print(f"  peak RSS of the web workers: {', '.join(f'{value:.0f} MiB' for value in rss)}")
 
 

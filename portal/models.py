@@ -111,6 +111,10 @@ class WebhookEvent(db.Model):
         # The recovery pass finds events still waiting for their job by this index, whatever the table's size.
         db.Index("ix_webhook_events_received", "received_at", sqlite_where=sa.text("outcome = 'received'"),
                  postgresql_where=sa.text("outcome = 'received'")),
+        # A merchant's events no dispatcher has queued a job for yet, in the order they came.
+        db.Index("ix_webhook_events_undispatched", "merchant_id", "id",
+                 sqlite_where=sa.text("outcome = 'received' AND dispatched_at IS NULL"),
+                 postgresql_where=sa.text("outcome = 'received' AND dispatched_at IS NULL")),
         # Payloads still kept, oldest first: pruning costs what it prunes.
         db.Index("ix_webhook_events_payload_kept", "received_at", sqlite_where=sa.text("payload <> ''"),
                  postgresql_where=sa.text("payload <> ''")),
@@ -125,6 +129,8 @@ class WebhookEvent(db.Model):
     stripe_created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     stripe_invoice_id: Mapped[str | None] = mapped_column(String(255), index=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # When a job to decide it was queued (by the merchant's dispatcher or the requeue pass); None: not yet.
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     payload: Mapped[str] = mapped_column(db.Text)
     # What the rules made of it: "queued" (a run exists for it) or "ignored", with the reason.
     # received (stored, not decided yet), queued (made or advanced a run), duplicate, ignored

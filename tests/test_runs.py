@@ -11,7 +11,7 @@ from rq import Queue
 
 from portal.extensions import db
 from portal.models import AuditRow, Connection, CustomerLink, ProductLink, SyncRule, SyncRun, SyncSettings, WebhookEvent
-from portal.runs.jobs import sync_run_execute
+from portal.runs.jobs import events_dispatch_job, sync_run_execute
 from portal.runs.recovery import sync_run_requeue_pending
 from portal.runs.services import sync_run_create
 
@@ -77,16 +77,43 @@ def decide_stored(app, payload_event, invoice=None, job_id="job-under-test"):
         return run_id
 
 
-def test_a_delivery_stores_the_event_and_queues_one_job_for_it_with_ids_only(app, client, merchant):
+def test_a_delivery_stores_the_event_and_wakes_the_merchants_dispatcher_which_queues_its_job(app, client, merchant):
     response = deliver(client, merchant, event())
     assert response.status_code == 200
     assert runs(app) == []  # nothing is decided in the request
     [stored] = events(app)
-    assert (stored.outcome, stored.sync_run_id) == ("received", None)
+    assert (stored.outcome, stored.sync_run_id, stored.dispatched_at) == ("received", None, None)
     with app.app_context():
-        jobs = queue(app).get_jobs()
+        [dispatcher] = queue(app).get_jobs()
+        assert dispatcher.func_name == "portal.runs.jobs.events_dispatch_job"
+        assert dispatcher.args == (merchant.merchant_id,)
+        assert events_dispatch_job(merchant.merchant_id) == 1
+        jobs = [job for job in queue(app).get_jobs() if job.id != dispatcher.id]
         assert [job.id for job in jobs] == [f"{app.config['REDIS_KEY_PREFIX']}-event-{stored.id}"]
         assert jobs[0].func_name == "portal.runs.jobs.event_job" and jobs[0].args == (stored.id,)
+        assert jobs[0].retries_left == 3 and jobs[0].timeout == 600
+    [stored] = events(app)
+    assert stored.dispatched_at is not None
+
+
+def test_deliveries_while_a_dispatcher_waits_queue_no_second_one_and_it_takes_them_all(app, client, merchant):
+    for number in range(5):
+        payload_event = event()
+        payload_event["id"] = f"evt_burst_{number}"
+        assert deliver(client, merchant, payload_event).status_code == 200
+    with app.app_context():
+        [dispatcher] = queue(app).get_jobs()
+        assert events_dispatch_job(merchant.merchant_id) == 5
+        assert events_dispatch_job(merchant.merchant_id) == 0  # claimed once: a second dispatcher finds nothing
+        event_jobs = sorted(job.args[0] for job in queue(app).get_jobs() if job.id != dispatcher.id)
+    assert event_jobs == sorted(stored.id for stored in events(app))
+    # The dispatcher cleared its flag as it started: the next delivery wakes a new one.
+    later = event()
+    later["id"] = "evt_after_the_dispatcher"
+    deliver(client, merchant, later)
+    with app.app_context():
+        dispatchers = [job for job in queue(app).get_jobs() if job.func_name.endswith("events_dispatch_job")]
+    assert len(dispatchers) == 2
 
 
 def test_the_same_event_20_times_concurrently_is_stored_once_with_one_job(app, merchant):
@@ -101,6 +128,8 @@ def test_the_same_event_20_times_concurrently_is_stored_once_with_one_job(app, m
     assert len(events(app)) == 1
     with app.app_context():
         assert len(queue(app).get_jobs()) == 1
+        assert events_dispatch_job(merchant.merchant_id) == 1
+        assert len(queue(app).get_jobs()) == 2  # the dispatcher and the event's one job
 
 
 def test_a_matching_event_makes_the_invoices_run_under_the_rule(app, merchant):

@@ -163,3 +163,24 @@ def test_a_database_connection_that_died_while_idle_is_replaced_before_a_deliver
         payload = event_payload(event_)
         assert deliver(client, merchant_with_secret, payload, stripe_signature(payload, SECRET)).status_code == 200
     assert {e.stripe_event_id for e in stored_events(app)} == {first["id"], second["id"]}
+
+
+def test_a_new_signing_secret_works_at_once_and_the_old_one_stops(app, client, merchant_with_secret):
+    """The merchant and secret are kept in memory for a short while; a signature that does not verify
+    against the kept secret is checked against the one saved now, so a rotated secret never bounces."""
+    first = paid_event()
+    payload = event_payload(first)
+    assert deliver(client, merchant_with_secret, payload, stripe_signature(payload, SECRET)).status_code == 200
+    with app.app_context():
+        connection = db.session.scalar(db.select(Connection))
+        connection.stripe_webhook_secret = "whsec_rotated"
+        db.session.commit()
+    second = {**paid_event(), "id": "evt_after_rotation"}
+    payload = event_payload(second)
+    assert deliver(client, merchant_with_secret, payload, stripe_signature(payload, "whsec_rotated")).status_code == 200
+    third = {**paid_event(), "id": "evt_signed_with_the_old_secret"}
+    payload = event_payload(third)
+    response = deliver(client, merchant_with_secret, payload, stripe_signature(payload, SECRET))
+    assert response.status_code == 400
+    assert "Signature verification failed" in response.json["error"]
+    assert [event.stripe_event_id for event in stored_events(app)] == [first["id"], "evt_after_rotation"]

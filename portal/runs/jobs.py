@@ -16,10 +16,12 @@ from ..sync.economic import EconomicClient
 from ..sync.engine import RunState, SyncEngine, stripe_failure
 from ..sync.errors import SyncFailure, SyncHeld, SyncSkipped
 from ..sync.stripe_source import fetch_invoice, stripe_client
+from .queueing import events_enqueue, events_signal_clear
 from .recording import DatabaseLinks, DatabaseRecorder
 from .recovery import Heartbeat, lease_expired
 from .rules import could_trigger
 from .services import (
+    events_dispatch_claim,
     replaced_numbers,
     sync_event_ignore,
     sync_run_failed,
@@ -147,6 +149,27 @@ def event_job(event_id: int) -> str:
     if run is None:
         return event.outcome
     return sync_run_execute(run.id, job_id, invoice)
+
+
+DISPATCH_BATCH = 500
+
+
+def events_dispatch_job(merchant_id: int) -> int:
+    """The RQ job a delivery wakes: queue a job for each of the merchant's stored events still waiting, a
+    batch per round trip. Returns how many were queued.
+
+    The wake-up flag is cleared before the first claim, so an event stored while this runs either is
+    claimed here or wakes the next dispatcher. Events claimed but not queued (Redis away) are queued by
+    the requeue pass.
+    """
+    events_signal_clear(merchant_id)
+    queued = 0
+    while True:
+        event_ids = events_dispatch_claim(merchant_id, DISPATCH_BATCH)
+        if event_ids and events_enqueue(event_ids):
+            queued += len(event_ids)
+        if len(event_ids) < DISPATCH_BATCH:
+            return queued
 
 
 def _invoice_now(event: WebhookEvent) -> dict:

@@ -19,39 +19,42 @@ _INSERT_AUDIT_ROW = insert(AuditRow.__table__)
 
 
 class DatabaseRecorder:
-    """The engine's reports (`portal.sync.engine.Recorder`) as the run's columns and audit rows, each
-    committed at once, so a killed worker loses nothing."""
+    """The engine's reports (`portal.sync.engine.Recorder`) as the run's columns and audit rows, committed
+    before the engine calls out again, so a killed worker loses nothing. A number and the audit row of its
+    step are one commit."""
 
     def __init__(self, run: SyncRun) -> None:
         self.run = run
         self.run_id, self.merchant_id, self.attempt = run.id, run.merchant_id, run.attempts
 
-    def _save(self, **columns: Any) -> None:
-        # One UPDATE of just these columns (no unit-of-work flush), committed; the object is told the values.
+    def _save(self, commit: bool = True, **columns: Any) -> None:
+        # One UPDATE of just these columns (no unit-of-work flush); the object is told the values. Without
+        # `commit`, the step row that follows commits it.
         db.session.execute(_UPDATE_RUN.values(**columns), {"run_id": self.run_id})
-        db.session.commit()
+        if commit:
+            db.session.commit()
         for name, value in columns.items():
             set_committed_value(self.run, name, value)
 
     def invoice_fetched(self, number: str | None, customer_name: str | None, customer_email: str | None,
                         currency: str | None, total_minor: int | None) -> None:
-        self._save(stripe_invoice_number=number, customer_name=customer_name, customer_email=customer_email,
+        self._save(commit=False, stripe_invoice_number=number, customer_name=customer_name, customer_email=customer_email,
                    currency=currency, total_minor=total_minor)
 
     def customer_known(self, number: int) -> None:
-        self._save(economic_customer_number=number)
+        self._save(commit=False, economic_customer_number=number)
 
     def document_create_started(self) -> None:
         self._save(document_create_started=True)
 
     def draft_known(self, document_type: str, number: int) -> None:
         if document_type == "draft_order":
-            self._save(economic_order_number=number)
+            self._save(commit=False, economic_order_number=number)
         else:
-            self._save(economic_draft_number=number)
+            self._save(commit=False, economic_draft_number=number)
 
     def invoice_booked(self, number: int) -> None:
-        self._save(economic_booked_number=number)
+        self._save(commit=False, economic_booked_number=number)
 
     def held_draft_discarded(self) -> None:
         self._save(discard_draft_number=None)

@@ -102,6 +102,8 @@ def sync_run_requeue_pending() -> int:
         if job_alive(job_id, started_counts=False):
             continue
         job_discard(job_id)
+        event.dispatched_at = now
+        db.session.commit()
         if event_enqueue(event.id):
             queued += 1
     for backfill in db.session.scalars(select(Backfill).where(

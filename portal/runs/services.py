@@ -127,6 +127,21 @@ def sync_run_from_event(event: WebhookEvent, invoice: dict, job_id: str | None) 
     return run
 
 
+def events_dispatch_claim(merchant_id: int, limit: int) -> list[int]:
+    """Claim up to `limit` of the merchant's stored events that no job was queued for yet, oldest first, and
+    commit the claim: two dispatchers running at once never claim the same event."""
+    table = WebhookEvent.__table__
+    waiting = (select(table.c.id).where(table.c.merchant_id == merchant_id, table.c.outcome == "received",
+                                        table.c.dispatched_at.is_(None))
+               .order_by(table.c.id).limit(limit))
+    claimed = db.session.execute(
+        update(table).where(table.c.id.in_(waiting), table.c.dispatched_at.is_(None))
+        .values(dispatched_at=utcnow()).returning(table.c.id)
+    ).scalars().all()
+    db.session.commit()
+    return sorted(claimed)
+
+
 def sync_event_ignore(event: WebhookEvent, reason: str) -> None:
     _event_decided(event, "ignored", reason)
 

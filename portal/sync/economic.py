@@ -14,6 +14,8 @@ from typing import Any
 
 import requests
 
+from .http import http_session
+
 DEFAULT_BASE_URL = "https://restapi.e-conomic.com"
 TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
 
@@ -116,7 +118,7 @@ class EconomicClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.session = session or requests.Session()
+        self.session = session or http_session(self.base_url)
         self.headers = {
             "X-AppSecretToken": app_secret_token,
             "X-AgreementGrantToken": agreement_grant_token,

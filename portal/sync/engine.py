@@ -125,8 +125,11 @@ class RunState:
 
 
 class Recorder(Protocol):
-    """Where the engine reports what happened, as it happens; each call is persisted before the next create,
-    so a run taken back after a crash knows what its earlier attempt made."""
+    """Where the engine reports what happened, as it happens, so a run taken back after a crash knows what its
+    earlier attempt made. A number (`invoice_fetched`, `customer_known`, `draft_known`, `invoice_booked`)
+    is persisted with the `step` row the engine writes right after it, before any further call to Stripe
+    or e-conomic; every other report is persisted at once (`document_create_started` before the create
+    it announces)."""
 
     def invoice_fetched(self, number: str | None, customer_name: str | None, customer_email: str | None,
                         currency: str | None, total_minor: int | None) -> None: ...

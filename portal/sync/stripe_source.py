@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
 import stripe
 
+from .http import http_session
+
 DEFAULT_API_BASE = "https://api.stripe.com"
+SDK_TIMEOUT_SECONDS = 80  # stripe.RequestsClient's own default
 
 
 def stripe_client(api_key: str, api_base: str = DEFAULT_API_BASE, max_network_retries: int = 2,
                   timeout: float | tuple[float, float] | None = None) -> stripe.StripeClient:
-    """A StripeClient for one merchant's key, pointed at `api_base` (a staging server or a test double).
+    """A StripeClient for one merchant's key, pointed at `api_base` (a staging server or a test double),
+    on this thread's kept HTTP session for that address.
 
     `timeout` (seconds, or (connect, read)) for reads a person waits on; the SDK's default is 80 s.
     """
@@ -17,7 +23,8 @@ def stripe_client(api_key: str, api_base: str = DEFAULT_API_BASE, max_network_re
         api_key,
         base_addresses={"api": api_base},
         max_network_retries=max_network_retries,
-        http_client=stripe.RequestsClient(timeout=timeout) if timeout is not None else None,
+        http_client=stripe.RequestsClient(timeout=timeout if timeout is not None else SDK_TIMEOUT_SECONDS,
+                                          session=http_session(api_base)),
     )
 
 
@@ -31,14 +38,32 @@ def check_invoice_access(client: stripe.StripeClient) -> None:
     client.v1.invoices.list(params={"limit": 1})
 
 
+INVOICE_EXPAND = ["customer", "total_taxes.tax_rate_details.tax_rate"]
+LINES_PAGE = 100
+
+
 def fetch_invoice(client: stripe.StripeClient, invoice_id: str) -> dict:
-    """The invoice as it is now, as a plain dict, with its customer and tax rates expanded and every line
-    page read."""
-    invoice = client.v1.invoices.retrieve(
-        invoice_id, params={"expand": ["customer", "total_taxes.tax_rate_details.tax_rate"]})
-    data = invoice.to_dict()
+    """The invoice as it is now, as plain JSON (decimal amounts stay Stripe's strings), with its customer and
+    tax rates expanded and every line page read.
+
+    Read with the SDK's `raw_request`: the same client, key, retries and errors as the typed services,
+    without building a StripeObject for every nested object only to turn it back into a dict (that took
+    half the CPU of a read).
+    """
+    data = _get(client, f"/v1/invoices/{invoice_id}", expand=INVOICE_EXPAND)
     lines = data.get("lines") or {}
     if lines.get("has_more"):
-        all_lines = [line.to_dict() for line in client.v1.invoices.line_items.list(invoice_id, params={"limit": 100}).auto_paging_iter()]
+        all_lines: list[dict] = []
+        params: dict = {"limit": LINES_PAGE}
+        while True:
+            page = _get(client, f"/v1/invoices/{invoice_id}/lines", **params)
+            all_lines.extend(page["data"])
+            if not page.get("has_more") or not page["data"]:
+                break
+            params["starting_after"] = page["data"][-1]["id"]
         data["lines"] = {**lines, "data": all_lines, "has_more": False}
     return data
+
+
+def _get(client: stripe.StripeClient, path: str, **params) -> dict:
+    return json.loads(client.raw_request("get", path, **params).body)

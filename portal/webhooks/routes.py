@@ -5,27 +5,24 @@ from __future__ import annotations
 from flask import jsonify, request
 
 from ..extensions import csrf, limiter
-from ..runs.queueing import event_enqueue
+from ..runs.queueing import events_signal
 from . import bp
-from .services import WebhookRejected, event_store, event_verify, intake_connection, webhook_target
+from .services import WebhookRejected, event_store, intake_connection, webhook_event_verified
 
 
 @bp.route("/webhooks/stripe/<webhook_key>", methods=["POST"])
 @csrf.exempt
 @limiter.exempt
 def stripe_event(webhook_key: str):
+    payload = request.get_data(cache=False)
     with intake_connection() as connection:
         try:
-            target = webhook_target(connection, webhook_key)
-            if target is None:
-                raise WebhookRejected(404, "Unknown webhook URL.")
-            payload = request.get_data(cache=False)
-            event = event_verify(payload, request.headers.get("Stripe-Signature"), target.signing_secret)
+            merchant_id, event = webhook_event_verified(connection, webhook_key, payload, request.headers.get("Stripe-Signature"))
         except WebhookRejected as rejected:
             return jsonify(error=rejected.reason), rejected.status
-        event_id = event_store(connection, target.merchant_id, event, payload)
+        event_id = event_store(connection, merchant_id, event, payload)
     if event_id is None:
         return jsonify(received=True, duplicate=True), 200
-    # Only now that the event is committed may a worker see its job; Redis down, the requeue pass queues it.
-    event_enqueue(event_id)
+    # Only now that the event is committed may the dispatcher look for it; Redis down, the requeue pass queues it.
+    events_signal(merchant_id)
     return jsonify(received=True), 200
