@@ -9,14 +9,15 @@ merchant and its signing secret and no RQ worker, on SQLite and an embedded Valk
 and REDIS_URL when set (a schema and key prefix of its own, dropped afterwards). wrk is the load
 generator (a Python one on the same cores was the bottleneck: it capped the no-op route at ~600 req/s).
 
-Every webhook is a distinct, correctly signed invoice.paid (verified, stored and its sync queued):
+Every webhook is a distinct, correctly signed invoice.paid (verified, stored, the dispatcher woken):
 EVENTS of them are signed just before the run (Stripe's tolerance is 300 s) into one file per wrk
 thread, and bench/intake.lua sends each once (a repeated event is a cheaper duplicate). Both routes are
 warmed up, then measured in alternating rounds (no-op, intake, no-op, …), so a machine that speeds up
 or slows down meanwhile favours neither. Around each round the CPU time of the server's processes is
 read from /proc (gunicorn's, the database backends' when the database is a local PostgreSQL, Redis's
-from INFO) and divided by the requests served. Afterwards the database and the queue must hold exactly
-one event and one job per webhook sent, and every answer must have been a 200.
+from INFO) and divided by the requests served. Afterwards the database must hold exactly one event per
+webhook sent, the deliveries must have woken a dispatcher (one, while one waits), and that dispatcher,
+run here as a worker would, must queue exactly one job per event; every answer must have been a 200.
 
 On PostgreSQL the tables are analysed before each intake round, as autovacuum would as they grow: a
 test server with autovacuum off otherwise plans the run lookup without statistics (bench.common).
