@@ -36,13 +36,32 @@ class RunStatus(str, enum.Enum):
     HELD = "held"  # a document was made but differs from Stripe (or cannot be made as Stripe charged): review
     FAILED = "failed"
     SKIPPED = "skipped"  # nothing to make: the invoice was voided (or is a draft) when the run fetched it
+    WAITING = "waiting"  # a journal entry waiting for another run (a payment for its invoice to be booked)
 
     def __str__(self) -> str:
         return self.value
 
     @property
     def label(self) -> str:
-        return {"held": "held for review"}.get(self.value, self.value)
+        return {"held": "held for review", "waiting": "waiting"}.get(self.value, self.value)
+
+
+class RunKind(str, enum.Enum):
+    """What a run enters in e-conomic: the invoice's document, or a journal entry for the money after it."""
+
+    INVOICE = "invoice"  # a draft or booked invoice, or a draft order
+    PAYMENT = "payment"  # a customer payment against the booked invoice (Stripe's InvoicePayment, inpay_…)
+    REFUND = "refund"  # a customer payment reversed out of the Stripe balance account (re_…)
+    CREDIT_NOTE = "credit_note"  # an e-conomic invoice with negative lines (cn_…)
+    PAYOUT = "payout"  # Stripe's fees and the payout to the bank (po_…)
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def label(self) -> str:
+        return {"invoice": "invoice", "payment": "customer payment", "refund": "refund",
+                "credit_note": "credit note", "payout": "payout"}[self.value]
 
 
 # Runs that are finished: nothing will happen to them unless someone asks.
@@ -233,20 +252,26 @@ class SyncSettings(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
-class SyncRun(db.Model):
-    """One Stripe invoice synced into one e-conomic document: the unit of idempotency.
+def _the_runs_invoice(context) -> str | None:
+    return context.get_current_parameters().get("stripe_invoice_id")
 
-    Unique per (merchant, Stripe invoice), so duplicate or out-of-order events, or a rule changed between
-    them, never make a second document: a later trigger advances the run (a draft invoice booked). The
-    rule it was queued under is copied in, so saving new rules never changes runs already queued.
+
+class SyncRun(db.Model):
+    """One Stripe object entered in e-conomic once: the unit of idempotency. Its `kind` says what: an invoice
+    made into one e-conomic document, or a payment, refund, credit note or payout after it.
+
+    Unique per (merchant, kind, Stripe object), so duplicate or out-of-order events, or a rule changed
+    between them, never make a second document: a later trigger advances the run (a draft invoice
+    booked). The rule it was queued under is copied in, so saving new rules never changes runs queued.
     """
 
     __tablename__ = "sync_runs"
     __table_args__ = (
-        # One run, so one e-conomic document, per Stripe invoice; a later trigger advances it. Runs made
-        # before this rule (a second document type for one invoice) stay, marked superseded.
-        db.Index("uq_sync_runs_invoice", "merchant_id", "stripe_invoice_id", unique=True,
+        # One run, so one e-conomic document or entry, per Stripe object; a later trigger advances it. Runs
+        # made before this rule (a second document type for one invoice) stay, marked superseded.
+        db.Index("uq_sync_runs_object", "merchant_id", "kind", "stripe_object_id", unique=True,
                  sqlite_where=sa.text("superseded_by IS NULL"), postgresql_where=sa.text("superseded_by IS NULL")),
+        db.Index("ix_sync_runs_invoice", "merchant_id", "stripe_invoice_id"),
         db.Index("ix_sync_runs_merchant_updated", "merchant_id", "updated_at", "id"),
         # The requeue pass's runs: only those not finished, whatever the table's size.
         db.Index("ix_sync_runs_waiting", "updated_at", sqlite_where=sa.text("status IN ('queued', 'running', 'retrying')"),
@@ -258,7 +283,10 @@ class SyncRun(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"))
-    stripe_invoice_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(20), default=RunKind.INVOICE, server_default=RunKind.INVOICE.value)
+    # in_…, inpay_…, re_…, cn_…, po_…; an invoice run's is its invoice.
+    stripe_object_id: Mapped[str] = mapped_column(String(255), default=_the_runs_invoice)
+    stripe_invoice_id: Mapped[str | None] = mapped_column(String(255))  # the invoice it belongs to; a payout has none
     document_type: Mapped[str] = mapped_column(String(30))
     trigger: Mapped[str] = mapped_column(String(20))
     write_back_to_stripe: Mapped[bool] = mapped_column(default=True)
@@ -306,6 +334,11 @@ class SyncRun(db.Model):
     backfill_id: Mapped[int | None] = mapped_column(ForeignKey("backfills.id", ondelete="SET NULL"), index=True)
     # A run from before one-run-per-invoice that the invoice's kept run stands in for.
     superseded_by: Mapped[int | None] = mapped_column()
+    # A journal entry's voucher in e-conomic (payments, refunds, payouts).
+    economic_journal_number: Mapped[int | None] = mapped_column()
+    economic_accounting_year: Mapped[str | None] = mapped_column(String(20))
+    economic_voucher_number: Mapped[int | None] = mapped_column()
+    waiting_for: Mapped[str | None] = mapped_column(String(500))  # what a waiting run waits for, in plain words
 
     @property
     def document_number(self) -> int | None:
@@ -373,6 +406,39 @@ class VatMapping(db.Model):
     treatment: Mapped[str] = mapped_column(String(80))  # portal.sync.vat.Treatment.key
     vat_zone_number: Mapped[int | None] = mapped_column()
     product_group_number: Mapped[int | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class JournalSettings(db.Model):
+    """Journal entries: which money movements after the invoice are entered in e-conomic, in which journal,
+    on which accounts, with which texts. One row per merchant; everything off until the merchant turns
+    a kind on and chooses its accounts."""
+
+    __tablename__ = "journal_settings"
+
+    # Placeholders the entry texts may use, filled from the Stripe object the entry is for.
+    TEXT_PLACEHOLDERS = ("invoice_number", "customer_name", "payout_id", "refund_id", "credit_note_number")
+    DEFAULT_TEXTS = {
+        "payment_text": "Stripe payment {invoice_number} {customer_name}",
+        "refund_text": "Stripe refund {invoice_number} {customer_name}",
+        "fee_text": "Stripe fees {payout_id}",
+        "payout_text": "Stripe payout {payout_id}",
+    }
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"), unique=True)
+    payments_enabled: Mapped[bool] = mapped_column(default=False)
+    refunds_enabled: Mapped[bool] = mapped_column(default=False)
+    credit_notes_enabled: Mapped[bool] = mapped_column(default=False)
+    payouts_enabled: Mapped[bool] = mapped_column(default=False)  # the payout and Stripe's fees in it
+    journal_number: Mapped[int | None] = mapped_column()
+    stripe_balance_account: Mapped[int | None] = mapped_column()  # a clearing account for money held by Stripe
+    bank_account: Mapped[int | None] = mapped_column()  # where payouts arrive
+    fees_account: Mapped[int | None] = mapped_column()  # Stripe's fees (an expense account)
+    payment_text: Mapped[str] = mapped_column(String(250), default=DEFAULT_TEXTS["payment_text"])
+    refund_text: Mapped[str] = mapped_column(String(250), default=DEFAULT_TEXTS["refund_text"])
+    fee_text: Mapped[str] = mapped_column(String(250), default=DEFAULT_TEXTS["fee_text"])
+    payout_text: Mapped[str] = mapped_column(String(250), default=DEFAULT_TEXTS["payout_text"])
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 

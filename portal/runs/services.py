@@ -15,23 +15,23 @@ from sqlalchemy import select, update
 
 from ..extensions import db
 from ..merchant_config import rule_for
-from ..models import RunStatus, SyncRule, SyncRun, WebhookEvent, insert_if_absent, utcnow
+from ..models import RunKind, RunStatus, SyncRule, SyncRun, WebhookEvent, insert_if_absent, utcnow
 from ..sync.engine import Outcome
 from ..sync.errors import SettingMissing, SyncFailure, SyncHeld
 from .queueing import job_discard, sync_run_enqueue
 from .rules import RuleChoices, decide
 
 
-# A run's unique key: one run per merchant and Stripe invoice (runs superseded by the one-run rule excepted).
-SYNC_RUN_KEY = ["merchant_id", "stripe_invoice_id"]
+# A run's unique key: one run per merchant, kind and Stripe object (runs superseded by the one-run rule excepted).
+SYNC_RUN_KEY = ["merchant_id", "kind", "stripe_object_id"]
 CURRENT_RUN = "superseded_by IS NULL"
 DOCUMENT_LABELS = {"draft_invoice": "draft invoice", "booked_invoice": "booked invoice", "draft_order": "draft order"}
 
 
 def sync_run_key(merchant_id: int, stripe_invoice_id: str) -> tuple:
-    """The WHERE clause of a run's unique key (`SYNC_RUN_KEY`)."""
-    return (SyncRun.merchant_id == merchant_id, SyncRun.stripe_invoice_id == stripe_invoice_id,
-            SyncRun.superseded_by.is_(None))
+    """The WHERE clause of an invoice run's unique key (`SYNC_RUN_KEY`)."""
+    return (SyncRun.merchant_id == merchant_id, SyncRun.kind == RunKind.INVOICE,
+            SyncRun.stripe_object_id == stripe_invoice_id, SyncRun.superseded_by.is_(None))
 
 
 def sync_run_values(merchant_id: int, stripe_invoice_id: str, rule: RuleChoices, job_id: str | None = None) -> dict:
@@ -40,7 +40,8 @@ def sync_run_values(merchant_id: int, stripe_invoice_id: str, rule: RuleChoices,
     The rule's choices are copied in: saving new rules never changes a run already queued.
     """
     return {
-        "merchant_id": merchant_id, "stripe_invoice_id": stripe_invoice_id, "document_type": rule.document_type,
+        "merchant_id": merchant_id, "kind": RunKind.INVOICE, "stripe_object_id": stripe_invoice_id,
+        "stripe_invoice_id": stripe_invoice_id, "document_type": rule.document_type,
         "trigger": rule.trigger, "write_back_to_stripe": rule.write_back_to_stripe, "status": "queued",
         "job_id": job_id,
     }

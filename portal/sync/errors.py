@@ -49,3 +49,13 @@ class SyncSkipped(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class SyncWaiting(Exception):
+    """A journal entry that must wait for another run first (a payment for its invoice to be booked, a payout
+    for its payments to be entered): nothing is made; the run is queued again when that happens. `reason`
+    says in plain words what it waits for."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
