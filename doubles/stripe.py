@@ -831,6 +831,8 @@ class FakeStripe(ServedDouble):
         parts = request.path.strip("/").split("/")
         if parts == ["_demo", "send-invoice"] and request.method == "POST":
             return self._demo_send(request.get_json(force=True))
+        if parts == ["_demo", "payout"] and request.method == "POST":
+            return self._demo_payout(request.get_json(force=True))
         expand = [value for key, value in request.args.items(multi=True) if key.startswith("expand")]
         with self.lock:
             if parts[:2] == ["v1", "invoices"] and len(parts) == 2 and request.method == "GET":
@@ -870,18 +872,32 @@ class FakeStripe(ServedDouble):
                      ("Support plan (month)", "1", 49900), ("Design review", "2.25", 110000)]
         lines = random.sample(catalogue, k=random.randint(1, 3))
         number = f"DEMO-{len(self.invoices) + 1:04d}"
-        status = "paid" if order["event"] == "invoice.paid" else "open"
         exempt = order.get("variant") == "exempt"  # a customer exempt from VAT: held until its VAT is mapped
-        invoice, customer, products = make_invoice(number=number, lines=lines, status=status, vat_percent=0 if exempt else 25)
+        invoice, customer, products = make_invoice(number=number, lines=lines, status="open", vat_percent=0 if exempt else 25)
         if exempt:
             invoice["customer_tax_exempt"] = "exempt"
         self.add_invoice(invoice, customer, products)
+        if order["event"] == "invoice.paid":
+            self.pay_invoice(invoice["id"])  # a card payment, its charge, Stripe's fee and the balance transaction
         try:
             answer = deliver(order["webhook_url"], order["event"], self.invoices[invoice["id"]], order["secret"])
             delivered = {"status": answer.status_code, "body": answer.text[:500]}
         except requests.RequestException as error:
             delivered = {"status": None, "body": str(error)}
         return self._json({"invoice": invoice["id"], "number": number, "delivery": delivered})
+
+    def _demo_payout(self, order: dict) -> Response:
+        """The demo's "Pay out": pay out what the balance holds now and deliver payout.paid."""
+        try:
+            payout = self.make_payout()
+        except ValueError as error:
+            return self._json({"payout": None, "reason": str(error)})
+        try:
+            answer = deliver(order["webhook_url"], "payout.paid", payout, order["secret"])
+            delivered = {"status": answer.status_code, "body": answer.text[:500]}
+        except requests.RequestException as error:
+            delivered = {"status": None, "body": str(error)}
+        return self._json({"payout": payout["id"], "amount": payout["amount"], "currency": payout["currency"], "delivery": delivered})
 
     def _page(self, items: list[dict], request: Request, url: str) -> Response:
         limit = min(int(request.args.get("limit", 10)), 100)

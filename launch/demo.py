@@ -24,7 +24,7 @@ DEMO_WEBHOOK_SECRET = "whsec_demo_signing_secret"
 def set_up_demo_merchant(app) -> None:
     """Point the first merchant at the doubles, with rules and settings that work out of the box."""
     from portal.extensions import db
-    from portal.models import Connection, Merchant, SyncRule, SyncSettings
+    from portal.models import Connection, JournalSettings, Merchant, SyncRule, SyncSettings
 
     with app.app_context():
         merchant = db.session.scalar(db.select(Merchant).order_by(Merchant.id))
@@ -43,11 +43,17 @@ def set_up_demo_merchant(app) -> None:
                 new_product_group_number=1, default_product_number="MISC", discount_product_number="DISCOUNT",
                 shipping_product_number="SHIP", rounding_product_number="ROUND",
             ))
+        if db.session.scalar(db.select(JournalSettings).where(JournalSettings.merchant_id == merchant.id)) is None:
+            # The fake e-conomic's chart: journal 1, 5830 Stripe balance, 5820 bank, 7220 fees.
+            db.session.add(JournalSettings(
+                merchant_id=merchant.id, payments_enabled=True, refunds_enabled=True, credit_notes_enabled=True,
+                payouts_enabled=True, journal_number=1, stripe_balance_account=5830, bank_account=5820, fees_account=7220,
+            ))
         db.session.commit()
 
 
 def main() -> int:
-    stripe_fake = FakeStripe().start()
+    stripe_fake = FakeStripe(available_after_days=0).start()  # the demo pays out at once, not after 7 days
     economic_fake = FakeEconomic().start()
     economic_fake.add_product("MISC", "Miscellaneous")
     economic_fake.add_product("DISCOUNT", "Discount")

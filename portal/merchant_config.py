@@ -12,14 +12,17 @@ from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
 from .models import FieldMapping, SyncRule, SyncSettings, VatMapping
+from .models import JournalSettings
 from .sync.engine import EngineSettings
+from .sync.journal_choices import JournalChoices
 from .sync.mapping import DEFAULT_MAPPINGS, Mapping, Source
 from .sync.vat import VatChoice, default_vat_mapping
 
 DEFAULT_HOME_COUNTRY = "DK"  # SyncSettings.home_country's default, for a merchant with no settings row yet
 
 
-def _get_or_create(model, merchant_id: int):
+def merchant_row(model, merchant_id: int):
+    """The merchant's one row of a per-merchant settings table, made (with its defaults) when it has none."""
     row = db.session.scalar(select(model).where(model.merchant_id == merchant_id))
     if row is None:
         row = model(merchant_id=merchant_id)
@@ -32,11 +35,11 @@ def _get_or_create(model, merchant_id: int):
 
 
 def rule_for(merchant_id: int) -> SyncRule:
-    return _get_or_create(SyncRule, merchant_id)
+    return merchant_row(SyncRule, merchant_id)
 
 
 def sync_settings_for(merchant_id: int) -> SyncSettings:
-    return _get_or_create(SyncSettings, merchant_id)
+    return merchant_row(SyncSettings, merchant_id)
 
 
 def mappings_for(merchant_id: int) -> dict[str, Mapping]:
@@ -87,3 +90,12 @@ def engine_settings_for(merchant_id: int, document_type: str, write_back_to_stri
         mappings=mappings_for(merchant_id),
         vat_mapping=vat_mappings_for(merchant_id),
     )
+
+
+def journal_settings_for(merchant_id: int) -> JournalChoices:
+    """The merchant's journal entry settings; a merchant who saved none has everything off and the default
+    texts. A read: nothing is created or written."""
+    row = db.session.scalar(select(JournalSettings).where(JournalSettings.merchant_id == merchant_id))
+    if row is None:
+        return JournalChoices()
+    return JournalChoices(**{name: getattr(row, name) for name in JournalChoices.__dataclass_fields__})

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .crypto import EncryptedString
 from .extensions import db
+from .sync.journal_choices import DEFAULT_TEXTS, TEXT_PLACEHOLDERS
 
 
 def utcnow() -> datetime:
@@ -252,6 +253,9 @@ class SyncSettings(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
+UNFINISHED_RUN = "status IN ('queued', 'running', 'retrying', 'waiting')"
+
+
 def _the_runs_invoice(context) -> str | None:
     return context.get_current_parameters().get("stripe_invoice_id")
 
@@ -272,10 +276,11 @@ class SyncRun(db.Model):
         db.Index("uq_sync_runs_object", "merchant_id", "kind", "stripe_object_id", unique=True,
                  sqlite_where=sa.text("superseded_by IS NULL"), postgresql_where=sa.text("superseded_by IS NULL")),
         db.Index("ix_sync_runs_invoice", "merchant_id", "stripe_invoice_id"),
+        db.Index("ix_sync_runs_payment_ref", "merchant_id", "stripe_payment_ref"),
         db.Index("ix_sync_runs_merchant_updated", "merchant_id", "updated_at", "id"),
         # The requeue pass's runs: only those not finished, whatever the table's size.
-        db.Index("ix_sync_runs_waiting", "updated_at", sqlite_where=sa.text("status IN ('queued', 'running', 'retrying')"),
-                 postgresql_where=sa.text("status IN ('queued', 'running', 'retrying')")),
+        db.Index("ix_sync_runs_waiting", "updated_at", sqlite_where=sa.text(UNFINISHED_RUN),
+                 postgresql_where=sa.text(UNFINISHED_RUN)),
         db.Index("ix_sync_runs_merchant_status_updated", "merchant_id", "status", "updated_at", "id"),
     )
 
@@ -287,6 +292,7 @@ class SyncRun(db.Model):
     # in_…, inpay_…, re_…, cn_…, po_…; an invoice run's is its invoice.
     stripe_object_id: Mapped[str] = mapped_column(String(255), default=_the_runs_invoice)
     stripe_invoice_id: Mapped[str | None] = mapped_column(String(255))  # the invoice it belongs to; a payout has none
+    stripe_payment_ref: Mapped[str | None] = mapped_column(String(255))  # a payment run's pi_… or ch_…, for its payout
     document_type: Mapped[str] = mapped_column(String(30))
     trigger: Mapped[str] = mapped_column(String(20))
     write_back_to_stripe: Mapped[bool] = mapped_column(default=True)
@@ -417,13 +423,8 @@ class JournalSettings(db.Model):
     __tablename__ = "journal_settings"
 
     # Placeholders the entry texts may use, filled from the Stripe object the entry is for.
-    TEXT_PLACEHOLDERS = ("invoice_number", "customer_name", "payout_id", "refund_id", "credit_note_number")
-    DEFAULT_TEXTS = {
-        "payment_text": "Stripe payment {invoice_number} {customer_name}",
-        "refund_text": "Stripe refund {invoice_number} {customer_name}",
-        "fee_text": "Stripe fees {payout_id}",
-        "payout_text": "Stripe payout {payout_id}",
-    }
+    TEXT_PLACEHOLDERS = TEXT_PLACEHOLDERS
+    DEFAULT_TEXTS = DEFAULT_TEXTS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"), unique=True)

@@ -20,6 +20,8 @@ branch_labels = None
 depends_on = None
 
 CURRENT = "superseded_by IS NULL"
+UNFINISHED_BEFORE = "status IN ('queued', 'running', 'retrying')"
+UNFINISHED = "status IN ('queued', 'running', 'retrying', 'waiting')"
 
 
 def upgrade():
@@ -30,6 +32,7 @@ def upgrade():
         batch_op.add_column(sa.Column('economic_accounting_year', sa.String(length=20), nullable=True))
         batch_op.add_column(sa.Column('economic_voucher_number', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('waiting_for', sa.String(length=500), nullable=True))
+        batch_op.add_column(sa.Column('stripe_payment_ref', sa.String(length=255), nullable=True))
     runs = sa.table('sync_runs', sa.column('stripe_object_id'), sa.column('stripe_invoice_id'))
     op.get_bind().execute(runs.update().values(stripe_object_id=runs.c.stripe_invoice_id))
     with op.batch_alter_table('sync_runs', schema=None) as batch_op:
@@ -39,6 +42,10 @@ def upgrade():
         batch_op.create_index('uq_sync_runs_object', ['merchant_id', 'kind', 'stripe_object_id'], unique=True,
                               sqlite_where=sa.text(CURRENT), postgresql_where=sa.text(CURRENT))
         batch_op.create_index('ix_sync_runs_invoice', ['merchant_id', 'stripe_invoice_id'])
+        batch_op.create_index('ix_sync_runs_payment_ref', ['merchant_id', 'stripe_payment_ref'])
+        batch_op.drop_index('ix_sync_runs_waiting')
+        batch_op.create_index('ix_sync_runs_waiting', ['updated_at'], sqlite_where=sa.text(UNFINISHED),
+                              postgresql_where=sa.text(UNFINISHED))
 
     op.create_table(
         'journal_settings',
@@ -66,6 +73,10 @@ def upgrade():
 def downgrade():
     op.drop_table('journal_settings')
     with op.batch_alter_table('sync_runs', schema=None) as batch_op:
+        batch_op.drop_index('ix_sync_runs_waiting')
+        batch_op.create_index('ix_sync_runs_waiting', ['updated_at'], sqlite_where=sa.text(UNFINISHED_BEFORE),
+                              postgresql_where=sa.text(UNFINISHED_BEFORE))
+        batch_op.drop_index('ix_sync_runs_payment_ref')
         batch_op.drop_index('ix_sync_runs_invoice')
         batch_op.drop_index('uq_sync_runs_object')
     op.get_bind().execute(sa.text("DELETE FROM sync_runs WHERE kind <> 'invoice'"))
@@ -73,6 +84,7 @@ def downgrade():
         batch_op.create_index('uq_sync_runs_invoice', ['merchant_id', 'stripe_invoice_id'], unique=True,
                               sqlite_where=sa.text(CURRENT), postgresql_where=sa.text(CURRENT))
         batch_op.alter_column('stripe_invoice_id', existing_type=sa.String(length=255), nullable=False)
+        batch_op.drop_column('stripe_payment_ref')
         batch_op.drop_column('waiting_for')
         batch_op.drop_column('economic_voucher_number')
         batch_op.drop_column('economic_accounting_year')

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from ..models import RunStatus, SyncRun
+from ..models import RunKind, RunStatus, SyncRule, SyncRun
 from ..sync.vat import money
 
 NOTE_LENGTH = 120
@@ -32,9 +32,38 @@ def _short(text: str, limit: int = NOTE_LENGTH) -> str:
     return text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "…"
 
 
+ENTRY_LABELS = {RunKind.PAYMENT: "Customer payment", RunKind.REFUND: "Refund", RunKind.PAYOUT: "Payout and Stripe's fees"}
+
+
+def run_what(run: SyncRun) -> str:
+    """What the run makes in e-conomic, in words: "Booked Invoice", "Credit note (draft)", "Customer payment"."""
+    kind = RunKind(run.kind)
+    if kind is RunKind.CREDIT_NOTE:
+        return f"Credit note ({'booked' if run.document_type == 'booked_invoice' else 'draft'})"
+    if kind in ENTRY_LABELS:
+        return ENTRY_LABELS[kind]
+    return SyncRule.DOCUMENT_TYPES.get(run.document_type, run.document_type)
+
+
+def run_when(run: SyncRun) -> str:
+    """What started it: the rule's Sent or Paid for an invoice; for the others the Stripe object it enters."""
+    if run.kind == RunKind.INVOICE:
+        return SyncRule.TRIGGERS.get(run.trigger, run.trigger)
+    return run.stripe_object_id
+
+
+def run_made(run: SyncRun) -> str:
+    """Its number in e-conomic: the document's, or the journal entry's voucher."""
+    if run.economic_voucher_number:
+        return f"voucher {run.economic_voucher_number}"
+    return str(run.document_number or "")
+
+
 def row_note(run: SyncRun) -> str:
     """The list's note for a finished run: a held run's first difference (or its reason), why a run
-    was skipped, or a failed run's error. Empty for the others."""
+    was skipped, or a failed run's error; what a waiting run waits for. Empty for the others."""
+    if run.status == RunStatus.WAITING:
+        return _short(run.waiting_for or "")
     if run.status == "held":
         differences = _totals(run).get("differences") or []
         return _short(differences[0] if differences else (run.held_reason or "Held for review."))
@@ -129,3 +158,28 @@ def _figures(totals: dict, fallback_currency: str | None) -> tuple[list[FigureRo
                               "" if gap == 0 else ("+" if gap > 0 else "") + money(gap, currency)))
     rounding = _decimal(totals.get("rounding"))
     return rows, (money(rounding, currency) if rounding else None)
+
+
+@dataclass(frozen=True)
+class PayoutView:
+    """A payout as the Payouts page shows it: how it adds up, what was entered, and its transactions."""
+
+    totals: list[tuple[str, str]]  # (what, amount in words), in the order an accountant reads them
+    entries: list[dict]
+    transactions: list[dict]
+    difference: str | None  # a held payout's difference, in words
+
+
+PAYOUT_TOTALS = (("charges", "Charges"), ("refunds", "− refunds"), ("fees", "− Stripe's fees"),
+                 ("adjustments", "± adjustments"), ("payout", "= payout"))
+
+
+def payout_view(run: SyncRun) -> PayoutView:
+    """What a payout run recorded: its reconciliation (entered or held) and the transactions it paid out."""
+    stored = _totals(run)
+    sums = stored.get("totals") if "totals" in stored else stored  # entered: {"totals", …}; held: the sums
+    sums = sums or {}
+    currency = run.currency or ""
+    rows = [(label, money(Decimal(sums[name]), currency)) for name, label in PAYOUT_TOTALS if sums.get(name) is not None]
+    difference = money(Decimal(stored["difference"]), currency) if stored.get("difference") else None
+    return PayoutView(rows, list(stored.get("entries") or []), list(stored.get("transactions") or []), difference)

@@ -17,7 +17,7 @@ from ..runs.services import RunActionRefused, event_sync_now, sync_run_again, sy
 from ..sync.money import from_minor
 from ..merchant_config import rule_for
 from . import bp
-from .review import differences, held_review, row_note, status_words
+from .review import differences, held_review, payout_view, row_note, run_made, run_what, run_when, status_words
 from .selectors import (
     IN_FLIGHT,
     STATUS_FILTERS,
@@ -27,6 +27,7 @@ from .selectors import (
     ignored_events_page,
     invoice_timeline,
     overview,
+    payout_runs,
     run_for_merchant,
     runs_for_export,
     runs_page,
@@ -38,7 +39,8 @@ HTMX_STOP_POLLING = 286
 @bp.context_processor
 def run_words():
     """How the history's templates put a run into words (see review.py)."""
-    return {"status_words": status_words, "row_note": row_note, "held_review": held_review}
+    return {"status_words": status_words, "row_note": row_note, "held_review": held_review, "run_what": run_what,
+            "run_when": run_when, "run_made": run_made}
 
 
 def _page(f: HistoryFilter):
@@ -104,6 +106,22 @@ def invoice(stripe_invoice_id: str):
     )
 
 
+@bp.route("/history/payouts")
+@login_required
+def payouts():
+    """Stripe's payouts and what was entered for each: how it adds up, its vouchers, its transactions."""
+    runs = payout_runs(current_user.merchant_id)
+    return render_template("history/payouts.html", runs=runs, views={run.id: payout_view(run) for run in runs},
+                           demo_enabled="demo.payout" in current_app.view_functions)
+
+
+def _run_page(run) -> str:
+    """Where a run is shown: its invoice's page, or the Payouts page."""
+    if run.stripe_invoice_id:
+        return url_for("history.invoice", stripe_invoice_id=run.stripe_invoice_id)
+    return url_for("history.payouts") + f"#run-{run.id}"
+
+
 def _own_run(run_id: int):
     """The signed-in merchant's run, or 404 (another merchant's run is as unknown as a missing one)."""
     run = run_for_merchant(current_user.merchant_id, run_id)
@@ -118,10 +136,11 @@ def sync_again(run_id: int):
     run = _own_run(run_id)
     try:
         sync_run_again(run, force_new_document=request.form.get("new_document") == "1")
-        flash("Queued: the invoice will be synced again in a moment.", "success")
+        flash("Queued: the invoice will be synced again in a moment." if run.kind == "invoice"
+              else f"Queued: the {run_what(run).lower()} will be entered again in a moment.", "success")
     except RunActionRefused as refusal:
         flash(str(refusal), "error")
-    return redirect(url_for("history.invoice", stripe_invoice_id=run.stripe_invoice_id))
+    return redirect(_run_page(run))
 
 
 @bp.route("/history/runs/<int:run_id>/book-anyway", methods=["POST"])

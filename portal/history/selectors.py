@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from sqlalchemy import func, or_, select
 
 from ..extensions import db
-from ..models import AuditRow, SyncRun, WebhookEvent, utcnow
+from ..models import AuditRow, RunKind, SyncRun, WebhookEvent, utcnow
 
 PAGE_SIZE = 50
 IN_FLIGHT = ("queued", "running", "retrying")
@@ -145,6 +145,16 @@ def runs_for_export(merchant_id: int, f: HistoryFilter, batch: int = 1000):
 
 def run_for_merchant(merchant_id: int, run_id: int) -> SyncRun | None:
     return db.session.scalar(select(SyncRun).where(SyncRun.id == run_id, SyncRun.merchant_id == merchant_id))
+
+
+PAYOUTS_SHOWN = 50
+
+
+def payout_runs(merchant_id: int, limit: int = PAYOUTS_SHOWN) -> list[SyncRun]:
+    """The merchant's latest payouts, newest first."""
+    return list(db.session.scalars(select(SyncRun).where(
+        SyncRun.merchant_id == merchant_id, SyncRun.kind == RunKind.PAYOUT, SyncRun.superseded_by.is_(None),
+    ).order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(limit)))
 
 
 def event_for_merchant(merchant_id: int, event_id: int) -> WebhookEvent | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import stripe
@@ -10,45 +11,96 @@ from rq import get_current_job
 from sqlalchemy import or_, select, update
 
 from ..extensions import db
-from ..merchant_config import engine_settings_for
-from ..models import Connection, RunStatus, SyncRun, WebhookEvent, utcnow
+from ..merchant_config import engine_settings_for, journal_settings_for, rule_for, sync_settings_for
+from ..models import Connection, RunKind, RunStatus, SyncRun, WebhookEvent, utcnow
 from ..sync.economic import EconomicClient
-from ..sync.engine import RunState, SyncEngine, stripe_failure
-from ..sync.errors import SyncFailure, SyncHeld, SyncSkipped
+from ..sync.engine import Outcome, RunState, SyncEngine, stripe_failure
+from ..sync.errors import SyncFailure, SyncHeld, SyncSkipped, SyncWaiting
+from ..sync.ledger import EntryOutcome, EntryState, LedgerEngine
 from ..sync.stripe_source import fetch_invoice, stripe_client
-from .queueing import events_enqueue, events_signal_clear
-from .recording import DatabaseLinks, DatabaseRecorder
+from .entries import ENTRY_ONLY_EVENTS, entry_runs_after, entry_runs_for_event, sync_run_entered, sync_run_waiting
+from .queueing import events_enqueue, events_signal_clear, sync_run_enqueue
+from .recording import DatabaseBooks, DatabaseLinks, DatabaseRecorder
 from .recovery import Heartbeat, lease_expired
 from .rules import could_trigger
 from .services import (
     events_dispatch_claim,
     replaced_numbers,
     sync_event_ignore,
+    sync_event_queued,
     sync_run_failed,
     sync_run_finished,
     sync_run_from_event,
     sync_run_held,
+    sync_run_of_invoice,
     sync_run_succeeded,
 )
 
 log = logging.getLogger(__name__)
 
 
-def _engine_for(run: SyncRun) -> SyncEngine:
+def _clients_for(merchant_id: int, what: str) -> tuple[stripe.StripeClient, EconomicClient]:
+    """The merchant's Stripe and e-conomic clients, for a worker's calls (no retries inside: the run retries)."""
     config = current_app.config
-    connection = db.session.scalar(select(Connection).where(Connection.merchant_id == run.merchant_id))
+    connection = db.session.scalar(select(Connection).where(Connection.merchant_id == merchant_id))
     if connection is None or not connection.stripe_secret_key:
         raise SyncFailure("No Stripe secret key is saved (Connections).")
     if not (connection.economic_app_secret_token and connection.economic_agreement_grant_token):
-        raise SyncFailure("The e-conomic tokens are not saved (Connections).")
-    return SyncEngine(
+        raise SyncFailure(f"The e-conomic tokens are not saved (Connections), so {what} cannot be made.")
+    return (
         stripe_client(connection.stripe_secret_key, config["STRIPE_API_BASE"], max_network_retries=0,
                       timeout=(5.0, config["HTTP_TIMEOUT_SECONDS"])),
         EconomicClient(connection.economic_app_secret_token, connection.economic_agreement_grant_token,
                        base_url=config["ECONOMIC_API_URL"], timeout=(5.0, config["HTTP_TIMEOUT_SECONDS"])),
-        engine_settings_for(run.merchant_id, run.document_type, run.write_back_to_stripe),
-        DatabaseRecorder(run),
-        DatabaseLinks(run.merchant_id),
+    )
+
+
+def _invoice_engine(run: SyncRun) -> SyncEngine:
+    stripe_api, economic = _clients_for(run.merchant_id, "the document")
+    return SyncEngine(stripe_api, economic, engine_settings_for(run.merchant_id, run.document_type, run.write_back_to_stripe),
+                      DatabaseRecorder(run), DatabaseLinks(run.merchant_id))
+
+
+def _invoice_state(run: SyncRun) -> RunState:
+    return RunState(
+        run_id=run.id, stripe_invoice_id=run.stripe_object_id, attempt=run.attempts,
+        economic_customer_number=run.economic_customer_number, economic_draft_number=run.economic_draft_number,
+        economic_booked_number=run.economic_booked_number, economic_order_number=run.economic_order_number,
+        document_create_started=run.document_create_started, generation=run.generation,
+        replaced_numbers=frozenset(replaced_numbers(run)), discard_draft_number=run.discard_draft_number,
+        override_reconciliation=run.override_reconciliation,
+    )
+
+
+def _credit_note(run: SyncRun) -> Outcome:
+    """A Stripe credit note as an e-conomic invoice with negative lines, once its invoice is in e-conomic (the
+    engine reads the credit note itself: its run's Stripe object is the `cn_…`)."""
+    original = sync_run_of_invoice(run.merchant_id, run.stripe_invoice_id) if run.stripe_invoice_id else None
+    if original is None:
+        raise SyncHeld(f"This credit note is for invoice {run.stripe_invoice_id}, which was never synced to e-conomic, "
+                       "so there is nothing to credit there. Sync that invoice first (its page in the Sync history › "
+                       "Sync this invoice now), then press Sync again here.")
+    number = original.stripe_invoice_number or original.stripe_invoice_id
+    if original.status in (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.RETRYING, RunStatus.WAITING):
+        raise SyncWaiting(f"Waits for invoice {number} to be made in e-conomic first.")
+    if original.status != RunStatus.SUCCEEDED:
+        raise SyncHeld(f"The invoice this credit note is for ({number}) is {RunStatus(original.status).label} in the Sync "
+                       "history, so nothing was credited. Sort that invoice out first, then press Sync again here.")
+    return _invoice_engine(run).run(_invoice_state(run), None)
+
+
+def _ledger_engine(run: SyncRun) -> LedgerEngine:
+    stripe_api, economic = _clients_for(run.merchant_id, "the journal entry")
+    return LedgerEngine(stripe_api, economic, journal_settings_for(run.merchant_id), DatabaseRecorder(run),
+                        DatabaseBooks(run.merchant_id), timezone=sync_settings_for(run.merchant_id).time_zone)
+
+
+def _entry_state(run: SyncRun) -> EntryState:
+    return EntryState(
+        run_id=run.id, kind=run.kind, stripe_object_id=run.stripe_object_id, stripe_invoice_id=run.stripe_invoice_id,
+        attempt=run.attempts, voucher_create_started=run.document_create_started,
+        journal_number=run.economic_journal_number, accounting_year=run.economic_accounting_year,
+        voucher_number=run.economic_voucher_number, first_attempt_at=run.created_at,
     )
 
 
@@ -74,38 +126,47 @@ def sync_run_execute(run_id: int, job_id: str | None = None, invoice: dict | Non
     run = db.session.get(SyncRun, run_id)
     if not claimed or run is None:
         return run.status if run else "missing"
-    state = RunState(
-        run_id=run.id, stripe_invoice_id=run.stripe_invoice_id, attempt=run.attempts,
-        economic_customer_number=run.economic_customer_number, economic_draft_number=run.economic_draft_number,
-        economic_booked_number=run.economic_booked_number, economic_order_number=run.economic_order_number,
-        document_create_started=run.document_create_started, generation=run.generation,
-        replaced_numbers=frozenset(replaced_numbers(run)), discard_draft_number=run.discard_draft_number,
-        override_reconciliation=run.override_reconciliation,
-    )
     # The engine's reports are committed one by one; reloading the run after each commit (the session's
     # default) would cost a query each and tell us nothing: this job is the run's only writer.
     session = db.session()
     session.expire_on_commit = False
     try:
-        return _attempt(run, state, invoice)
+        status = _attempt(run, invoice)
     finally:
         session.expire_on_commit = True
         session.expire_all()  # what callers read next comes from the database again
+    entry_runs_after(db.session.get(SyncRun, run_id))
+    return status
 
 
-def _attempt(run: SyncRun, state: RunState, invoice: dict | None) -> str:
+def _perform(run: SyncRun, invoice: dict | None) -> Outcome | EntryOutcome:
+    """The run's work, by its kind."""
+    if run.kind == RunKind.INVOICE:
+        return _invoice_engine(run).run(_invoice_state(run), invoice)
+    if run.kind == RunKind.CREDIT_NOTE:
+        return _credit_note(run)
+    ledger = _ledger_engine(run)
+    enter = {RunKind.PAYMENT: ledger.payment, RunKind.REFUND: ledger.refund, RunKind.PAYOUT: ledger.payout}[RunKind(run.kind)]
+    return enter(_entry_state(run))
+
+
+def _attempt(run: SyncRun, invoice: dict | None) -> str:
     try:
         with Heartbeat(SyncRun, run.id, RunStatus.RUNNING):
-            outcome = _engine_for(run).run(state, invoice)
+            outcome = _perform(run, invoice)
     except SyncFailure as failure:
         return sync_run_failed(run, failure)
     except SyncHeld as held:
         return sync_run_held(run, held)
     except SyncSkipped as skipped:
         return sync_run_finished(run, RunStatus.SKIPPED, last_error=skipped.reason)
+    except SyncWaiting as waiting:
+        return sync_run_waiting(run, waiting.reason)
     except Exception as error:  # a bug or an unforeseen answer: retried, and shown as it is
         log.exception("sync run %s crashed", run.id)
         return sync_run_failed(run, SyncFailure(f"Unexpected error: {error.__class__.__name__}: {error}", transient=True))
+    if isinstance(outcome, EntryOutcome):
+        return sync_run_entered(run, outcome)
     return sync_run_succeeded(run, outcome)
 
 
@@ -132,6 +193,8 @@ def event_job(event_id: int) -> str:
         if run is not None and job_id and run.job_id == job_id and run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
             return sync_run_execute(run.id, job_id)
         return event.outcome
+    if event.type in ENTRY_ONLY_EVENTS:
+        return _entry_event(event, job_id)
     if not event.stripe_invoice_id:
         sync_event_ignore(event, "The event names no invoice.")
         return event.outcome
@@ -146,9 +209,48 @@ def event_job(event_id: int) -> str:
         sync_event_ignore(event, failure.message)
         return event.outcome
     run = sync_run_from_event(event, invoice, job_id)
-    if run is None:
+    status = sync_run_execute(run.id, job_id, invoice) if run is not None else event.outcome
+    if event.type == "invoice.paid":
+        _entry_runs_queue(event, invoice)  # its payments, entered once the invoice is booked
+    return status
+
+
+def _entry_runs_queue(event: WebhookEvent, obj: dict) -> tuple[list[SyncRun], str | None]:
+    """Make and queue the journal-entry runs an event asks for (none when the merchant turned that kind off)."""
+    try:
+        client = _stripe_for(event.merchant_id)
+        runs, reason = entry_runs_for_event(event.merchant_id, event.type, obj, client, rule_for(event.merchant_id).document_type)
+    except stripe.StripeError as error:
+        raise stripe_failure(error) from None
+    for run in runs:
+        sync_run_enqueue(run)
+    return runs, reason
+
+
+def _entry_event(event: WebhookEvent, job_id: str | None) -> str:
+    """A payment, refund, credit note or payout event: its runs are made and queued; the event points at the
+    first."""
+    obj = json.loads(event.payload)["data"]["object"]
+    try:
+        runs, reason = _entry_runs_queue(event, obj)
+    except SyncFailure as failure:
+        if failure.transient:
+            raise
+        sync_event_ignore(event, failure.message)
         return event.outcome
-    return sync_run_execute(run.id, job_id, invoice)
+    if not runs:
+        sync_event_ignore(event, reason or "Nothing to enter.")
+        return event.outcome
+    sync_event_queued(event, runs[0].id)
+    return event.outcome
+
+
+def _stripe_for(merchant_id: int) -> stripe.StripeClient:
+    connection = db.session.scalar(select(Connection).where(Connection.merchant_id == merchant_id))
+    if connection is None or not connection.stripe_secret_key:
+        raise SyncFailure("No Stripe secret key is saved (Connections), so Stripe could not be read.")
+    return stripe_client(connection.stripe_secret_key, current_app.config["STRIPE_API_BASE"], max_network_retries=1,
+                         timeout=(5.0, current_app.config["HTTP_TIMEOUT_SECONDS"]))
 
 
 DISPATCH_BATCH = 500
@@ -174,11 +276,7 @@ def events_dispatch_job(merchant_id: int) -> int:
 
 def _invoice_now(event: WebhookEvent) -> dict:
     """The event's invoice as Stripe has it now, every line read."""
-    connection = db.session.scalar(select(Connection).where(Connection.merchant_id == event.merchant_id))
-    if connection is None or not connection.stripe_secret_key:
-        raise SyncFailure("No Stripe secret key is saved (Connections), so the invoice could not be read.")
-    client = stripe_client(connection.stripe_secret_key, current_app.config["STRIPE_API_BASE"], max_network_retries=1,
-                           timeout=(5.0, current_app.config["HTTP_TIMEOUT_SECONDS"]))
+    client = _stripe_for(event.merchant_id)
     try:
         return fetch_invoice(client, event.stripe_invoice_id)
     except stripe.StripeError as error:

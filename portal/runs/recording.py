@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
-from ..models import AuditRow, CustomerLink, ProductLink, SyncRun, utcnow
+from ..models import AuditRow, CustomerLink, ProductLink, RunKind, RunStatus, SyncRun, utcnow
 
 # Built once: the worker runs them a dozen times an invoice.
 _UPDATE_RUN = update(SyncRun.__table__).where(SyncRun.__table__.c.id == bindparam("run_id"))
@@ -62,6 +62,20 @@ class DatabaseRecorder:
     def credit_note_due(self) -> None:
         self._save(needs_credit_note=True)
 
+    # -- journal entries (portal.sync.ledger.EntryRecorder) --
+
+    def entry_described(self, invoice_number: str | None, customer_name: str | None, currency: str,
+                        amount_minor: int) -> None:
+        self._save(commit=False, stripe_invoice_number=invoice_number, customer_name=customer_name,
+                   currency=currency.upper(), total_minor=amount_minor)
+
+    def voucher_create_started(self) -> None:
+        self._save(document_create_started=True)
+
+    def voucher_known(self, journal_number: int, accounting_year: str, voucher_number: int) -> None:
+        self._save(commit=False, economic_journal_number=journal_number, economic_accounting_year=accounting_year,
+                   economic_voucher_number=voucher_number)
+
     def step(self, step: str, outcome: str, *, numbers=None, summary=None, error=None, duration_ms: int = 0) -> None:
         db.session.execute(_INSERT_AUDIT_ROW, {
             "run_id": self.run_id, "merchant_id": self.merchant_id, "attempt": self.attempt, "step": step,
@@ -69,6 +83,30 @@ class DatabaseRecorder:
             "summary": json.dumps(summary, ensure_ascii=False, default=str) if summary else None,
         })
         db.session.commit()
+
+
+class DatabaseBooks:
+    """What the database knows of a merchant's invoices and payments, for journal entries
+    (portal.sync.ledger.Books)."""
+
+    def __init__(self, merchant_id: int) -> None:
+        self.merchant_id = merchant_id
+
+    def booked_invoice(self, stripe_invoice_id: str) -> tuple[int, int] | None:
+        row = db.session.execute(select(SyncRun.economic_customer_number, SyncRun.economic_booked_number).where(
+            SyncRun.merchant_id == self.merchant_id, SyncRun.kind == RunKind.INVOICE,
+            SyncRun.stripe_object_id == stripe_invoice_id, SyncRun.superseded_by.is_(None))).first()
+        if row is None or row.economic_booked_number is None or row.economic_customer_number is None:
+            return None
+        return row.economic_customer_number, row.economic_booked_number
+
+    def payment_entered(self, stripe_payment_ref: str) -> bool | None:
+        statuses = db.session.scalars(select(SyncRun.status).where(
+            SyncRun.merchant_id == self.merchant_id, SyncRun.kind == RunKind.PAYMENT,
+            SyncRun.stripe_payment_ref == stripe_payment_ref, SyncRun.superseded_by.is_(None))).all()
+        if not statuses:
+            return None
+        return all(status == RunStatus.SUCCEEDED for status in statuses)
 
 
 class DatabaseLinks:

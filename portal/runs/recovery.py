@@ -59,7 +59,8 @@ class Heartbeat:
                 log.warning("could not renew the lease of %s %s: %s", table.name, self.row_id, error)
 
 
-WAITING = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.RETRYING)
+WAITING = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.RETRYING, RunStatus.WAITING)
+WAITING_RECHECK_SECONDS = 600
 log = logging.getLogger(__name__)
 BATCH = 500  # a pass handles at most this many runs and as many events; the next pass takes the rest
 
@@ -78,6 +79,9 @@ def sync_run_requeue_pending() -> int:
                 (SyncRun.status == RunStatus.QUEUED) & (SyncRun.updated_at < a_while_ago),
                 lease_expired(),
                 (SyncRun.status == RunStatus.RETRYING) & (SyncRun.next_retry_at < now - timedelta(minutes=10)),
+                # A journal entry waiting for another run is looked at again now and then, in case the news
+                # that the other finished was missed (a booking made in e-conomic by hand, say).
+                (SyncRun.status == RunStatus.WAITING) & (SyncRun.updated_at < now - timedelta(seconds=WAITING_RECHECK_SECONDS)),
             ),
         ).order_by(SyncRun.updated_at).limit(BATCH)
     ).all()
@@ -88,8 +92,8 @@ def sync_run_requeue_pending() -> int:
         if run.status != RunStatus.RUNNING and job_alive(run.job_id, started_counts=False):
             continue
         job_discard(run.job_id)
-        if run.status == RunStatus.RUNNING:
-            run.status = RunStatus.QUEUED  # its worker died: shown as waiting, not running, from now on
+        if run.status in (RunStatus.RUNNING, RunStatus.WAITING):
+            run.status = RunStatus.QUEUED  # its worker died (or it waited long enough): queued from now on
             db.session.commit()
         if sync_run_enqueue(run):
             queued += 1

@@ -147,6 +147,10 @@ def sync_event_ignore(event: WebhookEvent, reason: str) -> None:
     _event_decided(event, "ignored", reason)
 
 
+def sync_event_queued(event: WebhookEvent, run_id: int) -> None:
+    _event_decided(event, "queued", None, run_id)
+
+
 def _event_decided(event: WebhookEvent, outcome: str, reason: str | None, run_id: int | None = None) -> None:
     event.outcome, event.ignored_reason, event.sync_run_id = outcome, (reason or None) and reason[:500], run_id
     db.session.commit()
@@ -248,6 +252,11 @@ def sync_run_again(run: SyncRun, force_new_document: bool = False) -> None:
     under the current settings. Only a run being synced this moment is refused."""
     if run.status == RunStatus.RUNNING:
         raise RunActionRefused("This invoice is being synced right now.")
+    if run.status == RunStatus.SUCCEEDED and run.economic_voucher_number:
+        raise RunActionRefused(
+            f"This is entered in e-conomic's journal {run.economic_journal_number} as voucher {run.economic_voucher_number} "
+            "already; a second entry would count the money twice. Delete that entry in e-conomic's journal first if it "
+            "is wrong, then enter it again there.")
     if run.status == RunStatus.SUCCEEDED and not force_new_document:
         raise RunActionRefused(
             f"This invoice is already in e-conomic as {run.document_number}. Syncing again would make a second "

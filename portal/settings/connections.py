@@ -6,9 +6,11 @@ from flask import current_app, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
 from ..extensions import db
+from ..merchant_config import journal_settings_for
 from ..webhooks import WEBHOOK_EVENTS
 from . import bp
 from .forms import ConnectionsForm
+from .journals import journal_webhook_events
 from .sync_config import economic_choices_forget
 from .services import connection_check_economic, connection_check_stripe, connection_for, connection_update, mask_secret
 
@@ -36,6 +38,7 @@ def connections():
         stored=stored,
         webhook_url=webhook_url,
         webhook_events=WEBHOOK_EVENTS,
+        journal_events=journal_webhook_events(journal_settings_for(merchant.id)),
     )
 
 

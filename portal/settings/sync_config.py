@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Iterable
 from urllib.parse import quote
 
@@ -19,6 +19,7 @@ from ..extensions import db
 from ..models import Connection, FieldMapping, SyncSettings, VatMapping
 from ..queue import redis_connection
 from ..sync.economic import EconomicError
+from ..sync.economic_journals import Account, Journal, accounts_list, journals_list
 from ..sync.mapping import Mapping, MappingError, mapping_errors
 from ..sync.vat import VatChoice
 from .services import economic_client_for
@@ -66,7 +67,7 @@ def _cache_key(merchant_id: int) -> str:
 
 def economic_choices_forget(merchant_id: int) -> None:
     try:
-        redis_connection().delete(_cache_key(merchant_id))
+        redis_connection().delete(_cache_key(merchant_id), _journal_lists_key(merchant_id))
     except Exception as error:  # a stale list for a few minutes is harmless
         log.warning("could not clear the e-conomic choices cache: %s", error)
 
@@ -105,6 +106,46 @@ def economic_choices(merchant_id: int, refresh: bool = False) -> dict[str, list[
             log.warning("could not cache e-conomic choices: %s", error)
     return choices
 
+
+@dataclass(frozen=True)
+class JournalLists:
+    """The merchant's journals and chart of accounts (every account; `accepts_entries` says which take entries)."""
+
+    journals: list[Journal]
+    accounts: list[Account]
+
+
+def _journal_lists_key(merchant_id: int) -> str:
+    return f"{_cache_key(merchant_id)}:journals"
+
+
+def economic_journal_lists(merchant_id: int, refresh: bool = False) -> JournalLists:
+    """The journals (`GET /journals`) and accounts (`GET /accounts`) from e-conomic, cached briefly in Redis
+    beside the other lists; ChoicesUnavailable says why they could not be read."""
+    config = current_app.config
+    redis = None
+    try:
+        redis = redis_connection()
+        cached = None if refresh else redis.get(_journal_lists_key(merchant_id))
+        if cached:
+            lists = json.loads(cached)
+            return JournalLists([Journal(**item) for item in lists["journals"]], [Account(**item) for item in lists["accounts"]])
+    except Exception as error:  # no cache today (or one in an older shape): ask e-conomic
+        log.warning("e-conomic journal lists cache unavailable: %s", error)
+    connection = db.session.scalar(select(Connection).where(Connection.merchant_id == merchant_id))
+    client = economic_client_for(connection, config["ECONOMIC_API_URL"], config["HTTP_TIMEOUT_SECONDS"]) if connection else None
+    if client is None:
+        raise ChoicesUnavailable("Connect e-conomic on the Connections page to choose from your e-conomic's lists.")
+    try:
+        lists = JournalLists(journals_list(client), accounts_list(client))
+    except EconomicError as error:
+        raise ChoicesUnavailable(f"Could not load your e-conomic lists: {error}") from error
+    if redis is not None:
+        try:
+            redis.setex(_journal_lists_key(merchant_id), config["ECONOMIC_CHOICES_CACHE_SECONDS"], json.dumps(asdict(lists)))
+        except Exception as error:
+            log.warning("could not cache e-conomic journal lists: %s", error)
+    return lists
 
 
 def sync_settings_update(settings: SyncSettings, values: dict) -> None:

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import pycountry
 import stripe
 
+from .credit_notes import CREDIT_NOTE_ID_PREFIX, credit_note_as_invoice, fetch_credit_note
 from .economic import EconomicClient, EconomicError
 from .errors import SettingMissing, SyncFailure, SyncHeld, SyncSkipped
 from .lines import LinePlan, PlannedLine, amounts_e_conomic_cannot_carry, plan_lines, product_id_of
@@ -345,7 +346,13 @@ class SyncEngine:
 
     def _fetch(self, state: RunState, fetched: dict | None) -> dict:
         started = time.monotonic()
-        invoice = fetched if fetched and fetched.get("id") == state.stripe_invoice_id else fetch_invoice(self.stripe, state.stripe_invoice_id)
+        if fetched and fetched.get("id") == state.stripe_invoice_id:
+            invoice = fetched
+        elif state.stripe_invoice_id.startswith(CREDIT_NOTE_ID_PREFIX):
+            # A Stripe credit note, read fresh and adapted to the invoice's shape (portal.sync.credit_notes).
+            invoice = credit_note_as_invoice(fetch_credit_note(self.stripe, state.stripe_invoice_id))
+        else:
+            invoice = fetch_invoice(self.stripe, state.stripe_invoice_id)
         if invoice.get("status") == "draft":
             raise SyncFailure("The Stripe invoice is still a draft; only finalized invoices are synced.")
         if invoice.get("status") == "void" and not state.override_reconciliation:
@@ -685,6 +692,12 @@ class SyncEngine:
             return datetime.fromtimestamp(timestamp, timezone.utc).astimezone(ZoneInfo(s.time_zone)).date().isoformat()
 
         issued = day(invoice.get("effective_at") or (invoice.get("status_transitions") or {}).get("finalized_at") or invoice.get("created"))
+        notes = fields.get("notes")
+        credit_note = invoice.get("credit_note") or {}
+        if credit_note.get("heading"):
+            # A Stripe credit note (portal.sync.credit_notes): the heading names it and the invoice it credits,
+            # whatever the heading mapping says, so the e-conomic credit note is never read as an invoice.
+            notes = {**(notes or {}), "heading": credit_note["heading"][:250]}
         body = _drop_empty({
             "date": issued,
             # Used by e-conomic when the payment terms are of the due-date type (then it is mandatory: an
@@ -704,7 +717,7 @@ class SyncEngine:
                 "vatZone": {"vatZoneNumber": zone},
             },
             "delivery": fields.get("delivery"),
-            "notes": fields.get("notes"),
+            "notes": notes,
             "references": {"other": (invoice.get("number") or invoice["id"])[:250]},
             "lines": [line.as_economic(n) for n, line in enumerate(plan.lines, start=1)],
         })
@@ -905,10 +918,14 @@ class SyncEngine:
 
     def _write_back(self, state: RunState, invoice: dict, outcome: Outcome) -> None:
         started = time.monotonic()
-        self.stripe.v1.invoices.update(invoice["id"], params={"metadata": {
+        # A Stripe credit note (portal.sync.credit_notes) gets the e-conomic number in its own metadata.
+        is_credit_note = bool(invoice.get("credit_note"))
+        service = self.stripe.v1.credit_notes if is_credit_note else self.stripe.v1.invoices
+        service.update(invoice["id"], params={"metadata": {
             "economic_document_type": outcome.document_type,
             "economic_document_number": str(outcome.document_number),
             "economic_sync_status": "synced" if outcome.reconciled else "synced_after_review",
         }})
-        self.recorder.step("write_back", "done", numbers=f"Stripe invoice {invoice.get('number')}",
+        what = "credit note" if is_credit_note else "invoice"
+        self.recorder.step("write_back", "done", numbers=f"Stripe {what} {invoice.get('number')}",
                            duration_ms=int((time.monotonic() - started) * 1000))

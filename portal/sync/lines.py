@@ -9,6 +9,10 @@ line's product (so they carry its VAT), shipping a line on the shipping product.
 that 2 decimals cannot carry exactly become quantity 1 at the line's total, with the original quantity
 kept in the description. A customer balance applied to the invoice is a payment, not a discount: it is
 not on the document.
+
+A Stripe credit note arrives here in the invoice's shape with every amount negated (portal.sync.credit_notes,
+marked by its `credit_note` key); its lines are planned as an invoice's and then booked as e-conomic books a
+credit note: each line with a negative quantity at the original line's price.
 """
 
 from __future__ import annotations
@@ -180,6 +184,8 @@ def plan_lines(
 ) -> LinePlan:
     """The e-conomic lines for a Stripe invoice: its lines, billing credits, invoice discounts, shipping."""
     currency = invoice["currency"]
+    # Credit notes: -1 (their amounts are negated); 1 for every invoice, whose lines are planned as before.
+    sign = -1 if invoice.get("credit_note") else 1
     rates = {**tax_rates_of(invoice), **(rates or {})}
     invoice_discount_ids = {d.get("id") if isinstance(d, dict) else d for d in invoice.get("discounts") or []}
     plan = LinePlan(
@@ -206,9 +212,9 @@ def plan_lines(
         if planned is None:
             total = to_cents(net_before_major - own_major)
             unit = net_before_major / quantity if quantity else net_before_major
-            shown = f"{_plain(quantity)} × {in_currency(unit, currency)}"
+            shown = f"{_plain(sign * quantity)} × {in_currency(sign * unit, currency)}"
             planned = PlannedLine(f"{description} ({shown})"[:2500], Decimal(1), total)
-            plan.notes.append(f"{description}: booked as 1 × {total} (Stripe's quantity {_plain(quantity)} "
+            plan.notes.append(f"{description}: booked as {sign} × {sign * total} (Stripe's quantity {_plain(quantity)} "
                               "does not fit 2 decimals exactly)")
         planned.product_number = number
         planned.stripe_product_id = product_id
@@ -228,19 +234,25 @@ def plan_lines(
     if shipping_net:
         plan.lines.append(PlannedLine("Shipping", Decimal(1), to_cents(from_minor(shipping_net, currency)),
                                       product_number=shipping_product_number))
-    _settle_residual(plan)
+    _settle_residual(plan, sign)
+    if sign < 0:
+        # Credit notes: e-conomic's practice is the credited line at its price with a negative quantity
+        # (-7.5 × 950.00, not 7.5 × -950.00); a reversed discount or credit is -1 × its negative price.
+        for planned in plan.lines:
+            planned.quantity, planned.unit_net_price = -planned.quantity, -planned.unit_net_price
     return plan
 
 
-def _settle_residual(plan: LinePlan) -> None:
+def _settle_residual(plan: LinePlan, sign: int = 1) -> None:
     """Splitting an inclusive price into net parts can leave each part a fraction of a minor unit off; the
     lines then miss Stripe's net by a cent or two. That residual belongs to the split, not to any VAT, so
-    it goes on the synthetic line the split made (the invoice discount, else a billing credit line)."""
+    it goes on the synthetic line the split made (the invoice discount, else a billing credit line), which
+    is negative on an invoice and positive on a credit note (`sign` -1)."""
     residual = plan.expected_net - plan.net_total
     if not residual or abs(residual) > CENT * len(plan.lines):
         return
     for line in reversed(plan.lines):
-        if line.quantity == 1 and line.unit_net_price < 0 and not line.discount_percentage:
+        if line.quantity == 1 and line.unit_net_price * sign < 0 and not line.discount_percentage:
             line.unit_net_price += residual
             return
 

@@ -53,17 +53,32 @@ def fetch_invoice(client: stripe.StripeClient, invoice_id: str) -> dict:
     data = _get(client, f"/v1/invoices/{invoice_id}", expand=INVOICE_EXPAND)
     lines = data.get("lines") or {}
     if lines.get("has_more"):
-        all_lines: list[dict] = []
-        params: dict = {"limit": LINES_PAGE}
-        while True:
-            page = _get(client, f"/v1/invoices/{invoice_id}/lines", **params)
-            all_lines.extend(page["data"])
-            if not page.get("has_more") or not page["data"]:
-                break
-            params["starting_after"] = page["data"][-1]["id"]
-        data["lines"] = {**lines, "data": all_lines, "has_more": False}
+        data["lines"] = {**lines, "data": _list_all(client, f"/v1/invoices/{invoice_id}/lines"), "has_more": False}
     return data
 
 
 def _get(client: stripe.StripeClient, path: str, **params) -> dict:
     return json.loads(client.raw_request("get", path, **params).body)
+
+
+def _list_all(client: stripe.StripeClient, path: str, **params) -> list[dict]:
+    """Every item of a Stripe list, page by page."""
+    items: list[dict] = []
+    params = {"limit": LINES_PAGE, **params}
+    while True:
+        page = _get(client, path, **params)
+        items.extend(page["data"])
+        if not page.get("has_more") or not page["data"]:
+            return items
+        params["starting_after"] = page["data"][-1]["id"]
+
+
+def invoice_payments_paid(client: stripe.StripeClient, invoice_id: str) -> list[dict]:
+    """The invoice's payments that were paid (InvoicePayment objects, `inpay_…`), oldest first."""
+    payments = _list_all(client, "/v1/invoice_payments", invoice=invoice_id, status="paid")
+    return sorted(payments, key=lambda payment: payment.get("created") or 0)
+
+
+def charge_refunds(client: stripe.StripeClient, charge_id: str) -> list[dict]:
+    """The refunds of a charge (`re_…`)."""
+    return _list_all(client, "/v1/refunds", charge=charge_id)

@@ -8,6 +8,7 @@ from doubles.economic import FakeEconomic
 from doubles.stripe import FakeStripe, deliver, make_invoice
 
 from ..live import running_portal
+from .helpers import sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -31,11 +32,7 @@ def test_from_connections_to_a_booked_invoice(world, page, screenshots):
     portal, stripe_fake, economic_fake = world
     shoot = screenshots
 
-    page.goto(portal.base_url + "/login")
-    page.fill("#email", EMAIL)
-    page.fill("#password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(portal.base_url + "/")
+    sign_in(page, portal.base_url, EMAIL, PASSWORD)
 
     # Connections, pointing at the doubles, and both connection tests.
     page.click("nav >> text=Connections")

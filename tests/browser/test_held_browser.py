@@ -14,6 +14,7 @@ from portal.models import Merchant, SyncRun
 from portal.sync.vat import Figures, reconcile
 
 from ..live import running_portal
+from .helpers import sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -77,11 +78,7 @@ def no_sideways_scroll(page) -> bool:
 def test_review_a_held_run_then_book_it_anyway_and_sync_another_again(portal, page, screenshots):
     shoot = screenshots
     page.set_viewport_size(WIDE)
-    page.goto(portal.base_url + "/login")
-    page.fill("#email", EMAIL)
-    page.fill("#password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(portal.base_url + "/")
+    sign_in(page, portal.base_url, EMAIL, PASSWORD)
 
     # The overview counts the held runs beside the failed ones and links to the filter.
     page.click("nav >> text=Sync history")

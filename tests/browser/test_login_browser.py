@@ -3,6 +3,7 @@
 import pytest
 
 from ..live import free_port, running_portal
+from .helpers import sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -63,17 +64,9 @@ def test_sign_in_save_a_connection_and_test_it_without_reload(portal, page, scre
     page.wait_for_url(portal.base_url + "/login")
 
 
-def sign_in(page, portal):
-    page.goto(portal.base_url + "/login")
-    page.fill("#email", EMAIL)
-    page.fill("#password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(portal.base_url + "/")
-
-
 def test_save_a_rule_and_edit_two_mappings_inline(portal, page, screenshots):
     shoot = screenshots
-    sign_in(page, portal)
+    sign_in(page, portal.base_url, EMAIL, PASSWORD)
 
     page.click("nav >> text=Invoice Sync Rules")
     page.check("input[name=trigger][value=paid]")
