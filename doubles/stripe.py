@@ -772,6 +772,10 @@ class FakeStripe(ServedDouble):
             for param, field in filters.items():
                 if param in args:
                     items = [item for item in items if item.get(field) == args[param]]
+            for bound, keep in (("gte", lambda c, v: c >= v), ("gt", lambda c, v: c > v), ("lte", lambda c, v: c <= v),
+                                ("lt", lambda c, v: c < v)):
+                if f"created[{bound}]" in args:
+                    items = [item for item in items if keep(item["created"], int(args[f"created[{bound}]"]))]
             if parts[1] == "invoice_payments":
                 for field in ("type", "payment_intent", "payment_record"):
                     if f"payment[{field}]" in args:

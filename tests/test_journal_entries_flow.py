@@ -206,3 +206,29 @@ def test_a_credit_note_for_an_invoice_never_synced_is_held_with_what_to_do(app, 
     assert credit_run.status == "held"
     assert credit_run.held_reason.startswith(f"This credit note is for invoice {invoice['id']}, which was never synced")
     assert economic_fake.documents("invoices/booked") == [] and economic_fake.documents("invoices/drafts") == []
+
+
+def test_a_backfill_enters_the_ranges_payments_and_payouts_too(app, base_config, books, fakes, tmp_path):
+    from datetime import date
+
+    from portal.runs.backfill import backfill_create
+
+    stripe_fake, economic_fake = fakes
+    for n in (1, 2):
+        paid_invoice(stripe_fake, f"JE-050{n}")
+    payout = stripe_fake.make_payout()  # all of it happened before the webhook was set up: no events
+    worker = start_worker(worker_env(base_config, stripe_fake, economic_fake, tmp_path), tmp_path / "worker.log")
+    try:
+        with app.app_context():
+            today = date.today()
+            backfill_create(books.merchant_id, today.replace(day=1) if today.day > 1 else today, today)
+            db.session.remove()
+        wait_for(lambda: all_finished(app, 5), timeout=60, what="2 invoices, 2 payments and the payout")
+    finally:
+        stop_process(worker)
+    assert sorted((run.kind, run.status) for run in runs(app)) == [
+        ("invoice", "succeeded"), ("invoice", "succeeded"), ("payment", "succeeded"), ("payment", "succeeded"),
+        ("payout", "succeeded")]
+    [payout_run] = runs(app, RunKind.PAYOUT)
+    assert payout_run.stripe_object_id == payout["id"] and payout_run.backfill_id is not None
+    assert len(economic_fake.vouchers(1)) == 3

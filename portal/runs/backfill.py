@@ -1,4 +1,5 @@
-"""Backfill: sync past Stripe invoices created in a date range, under the merchant's current rule."""
+"""Backfill: sync past Stripe invoices created in a date range, under the merchant's current rule, and the
+journal entries of the range (payments, refunds, credit notes, payouts) the merchant turned on."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from ..extensions import db
-from ..merchant_config import rule_for
+from ..merchant_config import journal_settings_for, rule_for
 from ..models import FINISHED_STATUSES, Backfill, Connection, SyncRun, utcnow
-from ..sync.stripe_source import stripe_client
+from ..sync.stripe_source import created_between, stripe_client
+from .entries import entry_runs_for_event
 from .queueing import backfill_enqueue, sync_run_enqueue
 from .recovery import Heartbeat
 from .rules import decide
@@ -80,10 +82,13 @@ def _backfill_list(backfill: Backfill) -> str:
     end = datetime.combine(backfill.date_to + timedelta(days=1), time.min, tzinfo=timezone.utc)
     params = {"created": {"gte": int(start.timestamp()), "lt": int(end.timestamp())}, "limit": 100}
     created_runs: list[SyncRun] = []
+    paid: list[dict] = []
     try:
         for invoice in client.v1.invoices.list(params=params).auto_paging_iter():
             data = invoice.to_dict()
             backfill.invoices_listed += 1
+            if data.get("status") == "paid":
+                paid.append(data)
             if decide(_event_type_for(data, rule.trigger), data, rule).sync:
                 run, created = sync_run_create(backfill.merchant_id, data["id"], rule)
                 if created or run.backfill_id == backfill.id:  # made now, or by this backfill's earlier job
@@ -94,6 +99,8 @@ def _backfill_list(backfill: Backfill) -> str:
                     backfill.already_synced += 1
             if backfill.invoices_listed % 25 == 0:
                 db.session.commit()  # progress the portal can show
+        db.session.commit()
+        created_runs += _backfill_entries(backfill, client, paid, int(start.timestamp()), int(end.timestamp()), rule.document_type)
     except stripe.StripeError as error:
         db.session.commit()
         backfill.status, backfill.error, backfill.finished_at = "failed", f"Stripe: {error.user_message or error}", utcnow()
@@ -107,6 +114,31 @@ def _backfill_list(backfill: Backfill) -> str:
         if run.status == "queued" and not run.job_id:
             sync_run_enqueue(run)
     return backfill.status
+
+
+def _backfill_entries(backfill: Backfill, client: stripe.StripeClient, paid_invoices: list[dict], start: int, end: int,
+                      invoice_document_type: str) -> list[SyncRun]:
+    """The journal entries of the range, for the kinds the merchant turned on: the paid invoices' payments, and
+    the refunds, credit notes and payouts created in it. Runs that exist already are left as they are."""
+    on = journal_settings_for(backfill.merchant_id)
+    found: list[tuple[str, dict]] = []
+    if on.payments_enabled:
+        found += [("invoice.paid", invoice) for invoice in paid_invoices]
+    if on.refunds_enabled:
+        found += [("refund.created", refund) for refund in created_between(client, "refunds", start, end)]
+    if on.credit_notes_enabled:
+        found += [("credit_note.created", note) for note in created_between(client, "credit_notes", start, end)]
+    if on.payouts_enabled:
+        found += [("payout.paid", payout) for payout in created_between(client, "payouts", start, end, status="paid")]
+    made: list[SyncRun] = []
+    for event_type, obj in found:
+        runs, _ = entry_runs_for_event(backfill.merchant_id, event_type, obj, client, invoice_document_type)
+        for run in runs:
+            run.backfill_id = backfill.id
+        backfill.runs_created += len(runs)
+        made += runs
+    db.session.commit()
+    return made
 
 
 def backfill_progress(backfill: Backfill) -> dict:

@@ -82,3 +82,8 @@ def invoice_payments_paid(client: stripe.StripeClient, invoice_id: str) -> list[
 def charge_refunds(client: stripe.StripeClient, charge_id: str) -> list[dict]:
     """The refunds of a charge (`re_…`)."""
     return _list_all(client, "/v1/refunds", charge=charge_id)
+
+
+def created_between(client: stripe.StripeClient, resource: str, start: int, end: int, **filters) -> list[dict]:
+    """Every object of a Stripe list (`refunds`, `payouts`, `credit_notes`, …) created in [start, end)."""
+    return _list_all(client, f"/v1/{resource}", created={"gte": start, "lt": end}, **filters)
