@@ -261,7 +261,8 @@ def test_a_voided_booked_invoice_asks_for_a_credit_note(app, signed_in, account)
         db.session.commit()
         invoice_id = run.stripe_invoice_id
     page = text_of(signed_in.get(f"/history/invoices/{invoice_id}").get_data(as_text=True))
-    assert "Voided in Stripe after it was booked: create a credit note in e-conomic." in page
+    assert "Voided in Stripe after it was booked: a credit note for the whole invoice undoes it in e-conomic" in page
+    assert "Make the credit note in e-conomic" in page
     assert "credit note due" in text_of(signed_in.get("/history").get_data(as_text=True))
 
 

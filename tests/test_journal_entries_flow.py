@@ -232,3 +232,43 @@ def test_a_backfill_enters_the_ranges_payments_and_payouts_too(app, base_config,
     [payout_run] = runs(app, RunKind.PAYOUT)
     assert payout_run.stripe_object_id == payout["id"] and payout_run.backfill_id is not None
     assert len(economic_fake.vouchers(1)) == 3
+
+
+def test_an_invoice_voided_after_booking_is_offered_its_credit_note_and_gets_exactly_one(app, base_config, books, fakes, tmp_path):
+    from portal.models import SyncRule
+
+    from .helpers import csrf_token, login
+
+    stripe_fake, economic_fake = fakes
+    with app.app_context():
+        db.session.scalar(db.select(SyncRule)).trigger = "sent"
+        db.session.commit()
+    invoice, customer, products = make_invoice(number="JE-0600", status="open")
+    stripe_fake.add_invoice(invoice, customer, products)
+    worker = start_worker(worker_env(base_config, stripe_fake, economic_fake, tmp_path), tmp_path / "worker.log")
+    try:
+        send(app, books, "invoice.sent", invoice)
+        [booked_run] = wait_for(lambda: all_finished(app, 1, RunKind.INVOICE), timeout=60, what="the booked invoice")
+        voided = stripe_fake.invoices[invoice["id"]]
+        voided["status"] = "void"
+        voided["status_transitions"]["voided_at"] = voided["created"] + 3600
+        send(app, books, "invoice.voided", voided)
+        wait_for(lambda: runs(app, RunKind.INVOICE)[0].needs_credit_note, timeout=30, what="credit note due")
+
+        client = app.test_client()
+        login(client, books.email)
+        page = client.get(f"/history/invoices/{invoice['id']}").get_data(as_text=True)
+        assert "Make the credit note in e-conomic" in page
+        token = csrf_token(client, f"/history/invoices/{invoice['id']}")
+        for _ in range(2):  # pressed twice: one credit note
+            client.post(f"/history/runs/{booked_run.id}/credit-note", data={"csrf_token": token})
+        [reversal] = wait_for(lambda: all_finished(app, 1, RunKind.CREDIT_NOTE), timeout=60, what="the credit note")
+    finally:
+        stop_process(worker)
+    assert reversal.status == "succeeded", (reversal.last_error, reversal.held_reason)
+    booked = {document["bookedInvoiceNumber"]: document for document in economic_fake.documents("invoices/booked")}
+    original, credit = booked[booked_run.economic_booked_number], booked[reversal.economic_booked_number]
+    for field in ("netAmount", "vatAmount", "grossAmount"):
+        assert Decimal(str(credit[field])) == -Decimal(str(original[field])), field
+    assert runs(app, RunKind.INVOICE)[0].needs_credit_note is False
+    assert "JE-0600" in credit["notes"]["heading"]

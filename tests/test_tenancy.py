@@ -15,6 +15,7 @@ TENANT_ROUTES = {
     "history.invoice": ("GET", lambda foreign: {"stripe_invoice_id": foreign["invoice_id"]}),
     "history.sync_again": ("POST", lambda foreign: {"run_id": foreign["run_id"]}),
     "history.book_anyway": ("POST", lambda foreign: {"run_id": foreign["run_id"]}),
+    "history.credit_note": ("POST", lambda foreign: {"run_id": foreign["run_id"]}),
     "history.sync_now": ("POST", lambda foreign: {"event_id": foreign["event_id"]}),
     "history.backfill_status": ("GET", lambda foreign: {"backfill_id": foreign["backfill_id"]}),
 }

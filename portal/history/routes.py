@@ -13,6 +13,7 @@ from datetime import date
 from ..extensions import db
 from ..models import Backfill, SyncRule
 from ..runs.backfill import BackfillRefused, backfill_create, backfill_progress
+from ..runs.entries import reversal_create
 from ..runs.services import RunActionRefused, event_sync_now, sync_run_again, sync_run_book_anyway
 from ..sync.money import from_minor
 from ..merchant_config import rule_for
@@ -138,6 +139,19 @@ def sync_again(run_id: int):
         sync_run_again(run, force_new_document=request.form.get("new_document") == "1")
         flash("Queued: the invoice will be synced again in a moment." if run.kind == "invoice"
               else f"Queued: the {run_what(run).lower()} will be entered again in a moment.", "success")
+    except RunActionRefused as refusal:
+        flash(str(refusal), "error")
+    return redirect(_run_page(run))
+
+
+@bp.route("/history/runs/<int:run_id>/credit-note", methods=["POST"])
+@login_required
+def credit_note(run_id: int):
+    """An invoice voided in Stripe after it was booked: make the credit note that reverses it in e-conomic."""
+    run = _own_run(run_id)
+    try:
+        reversal_create(run)
+        flash("Queued: the credit note for the whole invoice will be made in e-conomic in a moment.", "success")
     except RunActionRefused as refusal:
         flash(str(refusal), "error")
     return redirect(_run_page(run))

@@ -15,13 +15,14 @@ import stripe
 from sqlalchemy import select, update
 
 from ..extensions import db
-from ..merchant_config import journal_settings_for
+from ..merchant_config import journal_settings_for, rule_for
 from ..models import RunKind, RunStatus, SyncRun, insert_if_absent, utcnow
 from ..sync.journal_choices import JournalChoices
+from ..sync.credit_notes import REVERSAL_ID_PREFIX
 from ..sync.ledger import EntryOutcome
 from ..sync.stripe_source import charge_refunds, invoice_payments_paid
 from .queueing import sync_run_enqueue
-from .services import CURRENT_RUN, SYNC_RUN_KEY, sync_run_finished
+from .services import CURRENT_RUN, SYNC_RUN_KEY, RunActionRefused, sync_run_finished
 
 # The events that make journal-entry runs, and of which kind. invoice.paid makes the invoice's run too.
 ENTRY_EVENTS = {
@@ -112,7 +113,7 @@ def entry_runs_for_event(merchant_id: int, event_type: str, obj: dict, client: s
     if off:
         return [], off
     if kind is RunKind.CREDIT_NOTE:
-        document_type = "booked_invoice" if invoice_document_type == "booked_invoice" else "draft_invoice"
+        document_type = credit_note_document_type(invoice_document_type or "")
     else:
         document_type = DOCUMENT_OF_KIND[kind]
     made = []
@@ -123,6 +124,25 @@ def entry_runs_for_event(merchant_id: int, event_type: str, obj: dict, client: s
     if not made:
         return [], "Already entered or on its way (a run exists for it)."
     return made, None
+
+
+def credit_note_document_type(invoice_document_type: str) -> str:
+    """A credit note is booked when the rule books invoices, else a draft (a draft order's credit is a draft
+    invoice: e-conomic's orders are never negative)."""
+    return "booked_invoice" if invoice_document_type == "booked_invoice" else "draft_invoice"
+
+
+def reversal_create(run: SyncRun) -> SyncRun:
+    """"Make the credit note" for an invoice voided in Stripe after it was booked in e-conomic: a credit-note run
+    for all of it (Stripe makes no credit note when it voids), queued at once."""
+    if not (run.kind == RunKind.INVOICE and run.needs_credit_note and run.economic_booked_number):
+        raise RunActionRefused("Only a booked invoice that was voided in Stripe afterwards is credited here.")
+    target = EntryTarget(RunKind.CREDIT_NOTE, REVERSAL_ID_PREFIX + run.stripe_object_id, run.stripe_object_id)
+    reversal, created = entry_run_create(run.merchant_id, target, credit_note_document_type(rule_for(run.merchant_id).document_type))
+    if not created:
+        raise RunActionRefused("The credit note for this invoice is made already, or on its way: see it on this page.")
+    sync_run_enqueue(reversal)
+    return reversal
 
 
 def sync_run_waiting(run: SyncRun, reason: str) -> str:
@@ -165,6 +185,11 @@ def entry_runs_after(run: SyncRun) -> int:
         return entry_runs_release(run.merchant_id, invoice_id=run.stripe_invoice_id, kinds=kinds)
     if run.kind == RunKind.PAYMENT:
         return entry_runs_release(run.merchant_id, kinds=(RunKind.PAYOUT,))
+    if run.kind == RunKind.CREDIT_NOTE and run.stripe_object_id.startswith(REVERSAL_ID_PREFIX):
+        db.session.execute(update(SyncRun).where(  # the voided invoice is credited: no longer "credit note due"
+            SyncRun.merchant_id == run.merchant_id, SyncRun.kind == RunKind.INVOICE,
+            SyncRun.stripe_object_id == run.stripe_invoice_id).values(needs_credit_note=False))
+        db.session.commit()
     return 0
 
 

@@ -29,6 +29,7 @@ from .stripe_source import fetch_invoice
 from .vat import tax_rates_of
 
 CREDIT_NOTE_ID_PREFIX = "cn_"
+REVERSAL_ID_PREFIX = "void_"  # + the invoice's id: the credit note that reverses a voided, booked invoice
 LINES_PAGE = 100
 REASONS = {"duplicate": "duplicate", "fraudulent": "fraudulent", "order_change": "order change",
            "product_unsatisfactory": "product unsatisfactory"}
@@ -167,6 +168,37 @@ def credit_note_as_invoice(credit_note: dict, invoice: dict | None = None) -> di
         "shipping_cost": shipping,
         "amount_shipping": -int(cn.get("amount_shipping") or 0),
     }
+
+
+def reversal_credit_note(invoice: dict) -> dict:
+    """A credit note, in Stripe's shape, for the whole of a voided invoice: Stripe makes none when an invoice is
+    voided, but one booked in e-conomic can only be undone by a credit note for everything on it."""
+    lines = (invoice.get("lines") or {}).get("data") or []
+    voided_at = (invoice.get("status_transitions") or {}).get("voided_at") or invoice.get("created")
+    return {
+        "id": REVERSAL_ID_PREFIX + invoice["id"], "object": "credit_note", "number": f"{invoice.get('number')}-VOID",
+        "invoice": invoice["id"], "currency": invoice.get("currency"), "status": "issued", "reason": None,
+        "memo": "The Stripe invoice was voided after it was booked.", "created": voided_at, "effective_at": voided_at,
+        "livemode": invoice.get("livemode"), "metadata": {},
+        "lines": {"object": "list", "has_more": False, "data": [
+            {"id": f"{REVERSAL_ID_PREFIX}{line['id']}", "type": "invoice_line_item", "invoice_line_item": line["id"],
+             "amount": line.get("amount") or 0, "quantity": int(line_quantity(line)), "unit_amount_decimal": None,
+             "description": line.get("description"), "discount_amounts": line.get("discount_amounts") or [],
+             "pretax_credit_amounts": line.get("pretax_credit_amounts") or [], "taxes": line.get("taxes") or [],
+             "metadata": {}} for line in lines]},
+        "subtotal": invoice.get("subtotal"), "subtotal_excluding_tax": invoice.get("subtotal_excluding_tax"),
+        "discount_amounts": invoice.get("total_discount_amounts") or [],
+        "pretax_credit_amounts": invoice.get("total_pretax_credit_amounts") or [],
+        "total_taxes": invoice.get("total_taxes"), "total_excluding_tax": invoice.get("total_excluding_tax"),
+        "total": invoice.get("total"), "shipping_cost": invoice.get("shipping_cost"),
+        "amount_shipping": invoice.get("amount_shipping"),
+    }
+
+
+def fetch_reversal(client: stripe.StripeClient, reversal_id: str) -> dict:
+    """The reversal of a voided invoice (`void_in_…`), read fresh and in the invoice's shape for the engine."""
+    invoice = fetch_invoice(client, reversal_id.removeprefix(REVERSAL_ID_PREFIX))
+    return credit_note_as_invoice(reversal_credit_note(invoice), invoice)
 
 
 def _rates(credit_note: dict, invoice: dict) -> dict[str, dict]:

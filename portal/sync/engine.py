@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import pycountry
 import stripe
 
-from .credit_notes import CREDIT_NOTE_ID_PREFIX, credit_note_as_invoice, fetch_credit_note
+from .credit_notes import CREDIT_NOTE_ID_PREFIX, REVERSAL_ID_PREFIX, credit_note_as_invoice, fetch_credit_note, fetch_reversal
 from .economic import EconomicClient, EconomicError
 from .errors import SettingMissing, SyncFailure, SyncHeld, SyncSkipped
 from .lines import LinePlan, PlannedLine, amounts_e_conomic_cannot_carry, plan_lines, product_id_of
@@ -351,6 +351,9 @@ class SyncEngine:
         elif state.stripe_invoice_id.startswith(CREDIT_NOTE_ID_PREFIX):
             # A Stripe credit note, read fresh and adapted to the invoice's shape (portal.sync.credit_notes).
             invoice = credit_note_as_invoice(fetch_credit_note(self.stripe, state.stripe_invoice_id))
+        elif state.stripe_invoice_id.startswith(REVERSAL_ID_PREFIX):
+            # The credit note that reverses a voided, booked invoice in full (portal.sync.credit_notes).
+            invoice = fetch_reversal(self.stripe, state.stripe_invoice_id)
         else:
             invoice = fetch_invoice(self.stripe, state.stripe_invoice_id)
         if invoice.get("status") == "draft":
