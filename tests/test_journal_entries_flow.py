@@ -136,27 +136,39 @@ def test_a_payment_before_its_invoice_is_booked_waits_and_follows_the_booking(ap
     assert Decimal(str(entry["amount"])) == -Decimal(invoice["total"]) / 100
 
 
-def test_a_worker_killed_while_entering_a_payout_leaves_one_voucher(app, base_config, books, fakes, tmp_path):
+@pytest.mark.parametrize("kind", [RunKind.PAYMENT, RunKind.REFUND, RunKind.PAYOUT])
+def test_a_worker_killed_while_entering_leaves_one_voucher(app, base_config, books, fakes, tmp_path, kind):
+    """e-conomic makes the voucher but its answer is lost and the worker is SIGKILLed meanwhile: the run is taken
+    back by another worker, which finds the voucher instead of posting a second."""
     stripe_fake, economic_fake = fakes
-    env = worker_env(base_config, stripe_fake, economic_fake, tmp_path)
+    env = {**worker_env(base_config, stripe_fake, economic_fake, tmp_path), "RETRY_BASE_SECONDS": "1"}
     worker = start_worker(env, tmp_path / "worker.log")
     try:
-        invoice, _ = paid_invoice(stripe_fake, "JE-0200")
-        send(app, books, "invoice.paid", invoice)
-        wait_for(lambda: all_finished(app, 2), timeout=60, what="the invoice and its payment")
-        economic_fake.drop_after_creating.add("/journals/1/vouchers")  # e-conomic makes the voucher; the answer is lost
+        invoice, payment = paid_invoice(stripe_fake, "JE-0200")
+        vouchers_before = 0
+        if kind != RunKind.PAYMENT:
+            send(app, books, "invoice.paid", invoice)
+            wait_for(lambda: all_finished(app, 2), timeout=60, what="the invoice and its payment")
+            vouchers_before = 1
+        economic_fake.drop_after_creating.add("journals/1/vouchers")  # e-conomic makes the voucher; the answer is lost
         economic_fake.latency = 1.5
-        send(app, books, "payout.paid", stripe_fake.make_payout())
-        wait_for(lambda: len(economic_fake.vouchers(1)) == 2, timeout=30, what="the payout's voucher to be made")
+        if kind == RunKind.PAYMENT:
+            send(app, books, "invoice.paid", invoice)
+        elif kind == RunKind.REFUND:
+            send(app, books, "refund.created", stripe_fake.refund(charge_of(stripe_fake, payment), 5000))
+        else:
+            send(app, books, "payout.paid", stripe_fake.make_payout())
+        wait_for(lambda: len(economic_fake.vouchers(1)) == vouchers_before + 1, timeout=30, what="the voucher to be made")
         worker.send_signal(signal.SIGKILL)
         worker.wait()
         economic_fake.latency = 0
         worker = start_worker(env, tmp_path / "worker-2.log")
-        [payout_run] = wait_for(lambda: all_finished(app, 1, RunKind.PAYOUT), timeout=60, what="the payout, taken back")
+        [entry_run] = wait_for(lambda: all_finished(app, 1, kind), timeout=90, what="the entry, taken back")
     finally:
         stop_process(worker)
-    assert payout_run.status == "succeeded", payout_run.last_error
-    assert len(economic_fake.vouchers(1)) == 2  # the payment's and the payout's: not a second payout voucher
+    assert entry_run.status == "succeeded", entry_run.last_error
+    assert entry_run.attempts >= 2
+    assert len(economic_fake.vouchers(1)) == vouchers_before + 1  # not a second voucher for it
 
 
 def test_a_stripe_credit_note_becomes_one_booked_negative_invoice_after_its_invoice(app, base_config, books, fakes, tmp_path):

@@ -136,16 +136,17 @@ def events_signal_clear(merchant_id: int) -> None:
 ALIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
-def job_alive(job_id: str | None, started_counts: bool = True) -> bool:
-    """Whether Redis holds the job waiting, scheduled or (unless `started_counts` is off) running; not
-    failed, finished or forgotten."""
+def job_alive(job_id: str | None, started_counts: bool = True, scheduled_counts: bool = True) -> bool:
+    """Whether Redis holds the job waiting, scheduled (unless `scheduled_counts` is off: a retry overdue in the
+    scheduled registry) or running (unless `started_counts` is off); not failed, finished or forgotten."""
     if not job_id:
         return False
     try:
         status = Job.fetch(job_id, connection=sync_queue().connection).get_status(refresh=False)
     except NoSuchJobError:
         return False
-    return status in ALIVE and (started_counts or status != JobStatus.STARTED)
+    return (status in ALIVE and (started_counts or status != JobStatus.STARTED)
+            and (scheduled_counts or status != JobStatus.SCHEDULED))
 
 
 def backfill_job_id(backfill_id: int) -> str:

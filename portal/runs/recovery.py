@@ -78,7 +78,9 @@ def sync_run_requeue_pending() -> int:
                 SyncRun.job_id.is_(None) & (SyncRun.status != RunStatus.RUNNING),
                 (SyncRun.status == RunStatus.QUEUED) & (SyncRun.updated_at < a_while_ago),
                 lease_expired(),
-                (SyncRun.status == RunStatus.RETRYING) & (SyncRun.next_retry_at < now - timedelta(minutes=10)),
+                # A retry overdue: its scheduled job was not moved to the queue (the scheduler died with its
+                # worker, and another worker's scheduler has not taken over yet).
+                (SyncRun.status == RunStatus.RETRYING) & (SyncRun.next_retry_at < a_while_ago),
                 # A journal entry waiting for another run is looked at again now and then, in case the news
                 # that the other finished was missed (a booking made in e-conomic by hand, say).
                 (SyncRun.status == RunStatus.WAITING) & (SyncRun.updated_at < now - timedelta(seconds=WAITING_RECHECK_SECONDS)),
@@ -89,7 +91,8 @@ def sync_run_requeue_pending() -> int:
     for run in runs:
         # Waiting its turn (or its scheduled retry) in Redis. A job "started" whose run is still queued
         # this long after died before claiming it: a live job claims its run at once.
-        if run.status != RunStatus.RUNNING and job_alive(run.job_id, started_counts=False):
+        overdue = run.status == RunStatus.RETRYING
+        if run.status != RunStatus.RUNNING and job_alive(run.job_id, started_counts=False, scheduled_counts=not overdue):
             continue
         job_discard(run.job_id)
         if run.status in (RunStatus.RUNNING, RunStatus.WAITING):
