@@ -284,3 +284,37 @@ def test_an_invoice_voided_after_booking_is_offered_its_credit_note_and_gets_exa
         assert Decimal(str(credit[field])) == -Decimal(str(original[field])), field
     assert runs(app, RunKind.INVOICE)[0].needs_credit_note is False
     assert "JE-0600" in credit["notes"]["heading"]
+
+
+@pytest.mark.parametrize("credited", ["one line", "all of it"])
+def test_a_refund_with_its_credit_note_leaves_the_customer_owing_nothing(app, base_config, books, fakes, tmp_path, credited):
+    """A paid invoice partly (or wholly) refunded through a Stripe credit note: the credit note is a negative
+    invoice, the refund a payment back out of the Stripe balance; after booking, the customer owes nothing
+    and the Stripe balance holds exactly what was kept."""
+    stripe_fake, economic_fake = fakes
+    with app.app_context():
+        db.session.scalar(db.select(JournalSettings)).credit_notes_enabled = True
+        db.session.commit()
+    invoice, _ = paid_invoice(stripe_fake, "JE-0700", lines=[("Consulting hour", "4", 95000), ("Workshop", "1", 149500)])
+    if credited == "one line":
+        lines = [{"type": "invoice_line_item", "invoice_line_item": invoice["lines"]["data"][1]["id"], "quantity": 1}]
+        refund = 149500 * 125 // 100  # the workshop and its 25 % VAT: 1,868.75
+    else:
+        lines, refund = None, invoice["total"]
+    credit_note = stripe_fake.add_credit_note(invoice["id"], lines=lines, refund_amount=refund)
+    worker = start_worker(worker_env(base_config, stripe_fake, economic_fake, tmp_path), tmp_path / "worker.log")
+    try:
+        send(app, books, "invoice.paid", invoice)
+        wait_for(lambda: all_finished(app, 2), timeout=60, what="the invoice and its payment")
+        send(app, books, "credit_note.created", credit_note)
+        send(app, books, "refund.created", last_event(stripe_fake, "refund.created"))
+        wait_for(lambda: all_finished(app, 4), timeout=60, what="the credit note and the refund")
+    finally:
+        stop_process(worker)
+    assert sorted((run.kind, run.status) for run in runs(app)) == [
+        ("credit_note", "succeeded"), ("invoice", "succeeded"), ("payment", "succeeded"), ("refund", "succeeded")]
+    economic_fake.book_journal(1)
+    remainders = sum(Decimal(str(document["remainder"])) for document in economic_fake.documents("invoices/booked"))
+    assert remainders == Decimal("0.00")  # the invoice reopened by the refund, closed by the credit note
+    kept = Decimal(invoice["total"] - refund) / 100
+    assert economic_fake.account_balance(STRIPE_BALANCE) == kept
