@@ -212,7 +212,7 @@ def export_csv():
         for run in runs_for_export(merchant_id, f):
             writer.writerow([
                 run.id, run.stripe_invoice_id, run.stripe_invoice_number or "", _safe(run.customer_name), run.customer_email or "",
-                _amount(run), run.currency or "", run.trigger, run.document_type, run.status, run.document_number or "",
+                _amount(run), run.currency or "", run.trigger, run.document_type, run.status, run_made(run),
                 run.attempts, run.updated_at.isoformat(), _safe(run.last_error),
                 _safe(run.held_reason), _safe("; ".join(differences(run))), "yes" if run.needs_credit_note else "",
             ])

@@ -17,6 +17,7 @@ STATUS_FILTERS = {
     "queued": "Queued",
     "running": "Running",
     "retrying": "Retrying",
+    "waiting": "Waiting",
     "succeeded": "Succeeded",
     "held": "Held for review",
     "failed": "Failed",
