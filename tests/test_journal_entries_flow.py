@@ -112,6 +112,11 @@ def test_payments_a_refund_and_a_payout_are_entered_once_and_the_stripe_balance_
     assert economic_fake.account_balance(FEES) == fees
     assert Decimal(payout["amount"]) / 100 == 3 * gross - Decimal("100.00") - fees  # what the payout view adds up
     assert payout_run.economic_voucher_number is not None and payout_run.total_minor == payout["amount"]
+    import json
+
+    transactions = json.loads(payout_run.totals)["transactions"]
+    linked = sorted(t["invoice_number"] for t in transactions if t["type"] == "charge")
+    assert linked == ["JE-0001", "JE-0002", "JE-0003"]  # each charge linked to its invoice, for the Payouts view
 
 
 def test_a_payment_before_its_invoice_is_booked_waits_and_follows_the_booking(app, base_config, books, fakes, tmp_path):

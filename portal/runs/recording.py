@@ -108,6 +108,15 @@ class DatabaseBooks:
             return None
         return all(status == RunStatus.SUCCEEDED for status in statuses)
 
+    def invoices_of_payments(self, stripe_payment_refs: list[str]) -> dict[str, tuple[str, str | None]]:
+        found: dict[str, tuple[str, str | None]] = {}
+        for start in range(0, len(stripe_payment_refs), 500):
+            for row in db.session.execute(select(SyncRun.stripe_payment_ref, SyncRun.stripe_invoice_id, SyncRun.stripe_invoice_number).where(
+                    SyncRun.merchant_id == self.merchant_id, SyncRun.kind == RunKind.PAYMENT,
+                    SyncRun.stripe_payment_ref.in_(stripe_payment_refs[start:start + 500]))):
+                found[row.stripe_payment_ref] = (row.stripe_invoice_id, row.stripe_invoice_number)
+        return found
+
 
 class DatabaseLinks:
     def __init__(self, merchant_id: int) -> None:

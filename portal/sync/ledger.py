@@ -120,6 +120,10 @@ class Books(Protocol):
         None when the payment belongs to no invoice we sync."""
         ...
 
+    def invoices_of_payments(self, stripe_payment_refs: list[str]) -> dict[str, tuple[str, str | None]]:
+        """The Stripe invoice (id, number) of each of these payments that a payment run knows."""
+        ...
+
 
 class JournalSettingMissing(SettingMissing):
     """Journal entry settings the merchant has not chosen; `setting` names them, `anchor` where they are set."""
@@ -436,16 +440,18 @@ class LedgerEngine:
         return payout
 
     def _invoices_of(self, payout: _Payout) -> dict[str, _Invoice]:
-        """The invoice of each payment (and refunded payment) in the payout, where Stripe links one: one look-up
-        per payment intent: since API 2025-03-31 neither charges nor payment intents name their invoice."""
-        invoices: dict[str, _Invoice] = {}
-        asked: set[str] = set()
-        for transaction in payout.transactions:
-            intent = _id_of((transaction.get("source") if isinstance(transaction.get("source"), dict) else {})
-                            .get("payment_intent"))
-            if not intent or intent in asked:
+        """The invoice of each payment (and refunded payment) in the payout: from our payment runs, else from
+        Stripe where it links one (one look-up per payment intent: since API 2025-03-31 neither charges nor
+        payment intents name their invoice)."""
+        intents = list(dict.fromkeys(
+            intent for transaction in payout.transactions
+            if (intent := _id_of((transaction.get("source") if isinstance(transaction.get("source"), dict) else {})
+                                 .get("payment_intent")))))
+        known = self.books.invoices_of_payments(intents)
+        invoices = {intent: _Invoice(invoice_id, number, None, payout.currency) for intent, (invoice_id, number) in known.items()}
+        for intent in intents:
+            if intent in invoices:
                 continue
-            asked.add(intent)
             found = self._get("/v1/invoice_payments", payment={"type": "payment_intent", "payment_intent": intent},
                               status="paid", limit=PAGE, expand=["data.invoice"])["data"]
             if len({_id_of(p.get("invoice")) for p in found}) == 1:
