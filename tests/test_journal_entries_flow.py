@@ -3,7 +3,9 @@ journal entries in e-conomic once each, in any order of events, and the books th
 
 from __future__ import annotations
 
+import json
 import signal
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -11,8 +13,10 @@ import pytest
 from doubles.economic import FakeEconomic
 from doubles.stripe import FakeStripe, make_invoice, signed_event
 from portal.extensions import db
-from portal.models import JournalSettings, RunKind, SyncRun
+from portal.models import JournalSettings, RunKind, SyncRule, SyncRun
+from portal.runs.backfill import backfill_create
 
+from .helpers import csrf_token, login
 from .live import start_worker, stop_process, wait_for
 from .test_worker_processes import SECRET, configure, worker_env
 
@@ -112,8 +116,6 @@ def test_payments_a_refund_and_a_payout_are_entered_once_and_the_stripe_balance_
     assert economic_fake.account_balance(FEES) == fees
     assert Decimal(payout["amount"]) / 100 == 3 * gross - Decimal("100.00") - fees  # what the payout view adds up
     assert payout_run.economic_voucher_number is not None and payout_run.total_minor == payout["amount"]
-    import json
-
     transactions = json.loads(payout_run.totals)["transactions"]
     linked = sorted(t["invoice_number"] for t in transactions if t["type"] == "charge")
     assert linked == ["JE-0001", "JE-0002", "JE-0003"]  # each charge linked to its invoice, for the Payouts view
@@ -226,10 +228,6 @@ def test_a_credit_note_for_an_invoice_never_synced_is_held_with_what_to_do(app, 
 
 
 def test_a_backfill_enters_the_ranges_payments_and_payouts_too(app, base_config, books, fakes, tmp_path):
-    from datetime import date
-
-    from portal.runs.backfill import backfill_create
-
     stripe_fake, economic_fake = fakes
     for n in (1, 2):
         paid_invoice(stripe_fake, f"JE-050{n}")
@@ -252,10 +250,6 @@ def test_a_backfill_enters_the_ranges_payments_and_payouts_too(app, base_config,
 
 
 def test_an_invoice_voided_after_booking_is_offered_its_credit_note_and_gets_exactly_one(app, base_config, books, fakes, tmp_path):
-    from portal.models import SyncRule
-
-    from .helpers import csrf_token, login
-
     stripe_fake, economic_fake = fakes
     with app.app_context():
         db.session.scalar(db.select(SyncRule)).trigger = "sent"
