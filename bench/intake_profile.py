@@ -112,7 +112,7 @@ def instrument(app, steps: Steps) -> None:
     import portal.webhooks.services as services
 
     steps.wrap(app, "wsgi_app", "Flask app (wsgi_app)")
-    steps.wrap(app, "preprocess_request", "  before_request hooks (limiter, talisman, login, …)")
+    steps.wrap(app, "preprocess_request", "  before_request hooks (talisman, CSRF, …)")
     steps.wrap(app, "dispatch_request", "  the view (stripe_event)")
     steps.wrap(routes, "webhook_event_verified", "    merchant found, event verified (webhook_event_verified)")
     steps.wrap(services, "webhook_target", "      merchant and secret (webhook_target, kept 30 s)")
@@ -127,7 +127,7 @@ def instrument(app, steps: Steps) -> None:
     steps.wrap(rq.job.Job, "create", "      RQ job built (Job.create)")
     steps.wrap(redis.client.Pipeline, "execute", "      Redis pipeline round trip (execute)")
     steps.wrap(routes, "jsonify", "    jsonify the answer")
-    steps.wrap(app, "process_response", "  after_request hooks (talisman headers, limiter, …)")
+    steps.wrap(app, "process_response", "  after_request hooks (talisman headers, …)")
     steps.wrap(sqlalchemy.engine.Connection, "_execute_context", "  every SQL statement (all steps)")
 
 

@@ -12,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import load_config
 from .crypto import SecretBox
-from .extensions import csrf, db, limiter, login_manager, migrate, talisman
+from .extensions import csrf, db, login_manager, migrate, talisman
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,7 +66,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.login_message = "Please sign in to continue."
     login_manager.login_message_category = "info"
     csrf.init_app(app)
-    limiter.init_app(app)
     talisman.init_app(
         app,
         force_https=app.config["FORCE_HTTPS"],
@@ -186,6 +185,3 @@ def _register_error_pages(app: Flask) -> None:
             return jsonify(error="Body too large."), 413
         return page(413, "Too large", "The request was larger than this site accepts.")
 
-    @app.errorhandler(429)
-    def too_many(error):
-        return page(429, "Too many attempts", f"Too many failed sign-in attempts. Try again later ({error.description}).")

@@ -100,12 +100,15 @@ def load_config(instance_path: str) -> dict:
         "FORCE_HTTPS": env_bool("FORCE_HTTPS", False),
         "TRUSTED_PROXIES": env_int("TRUSTED_PROXIES", 0),
         "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL", "").rstrip("/"),
-        # Failed sign-ins allowed before the account or the address must wait.
-        "LOGIN_LIMIT_PER_ACCOUNT": os.environ.get("LOGIN_LIMIT_PER_ACCOUNT", "5 per 15 minutes"),
-        "LOGIN_LIMIT_PER_ADDRESS": os.environ.get("LOGIN_LIMIT_PER_ADDRESS", "20 per 15 minutes"),
-        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
-        "RATELIMIT_STORAGE_OPTIONS": {"key_prefix": os.environ.get("RATELIMIT_KEY_PREFIX", "invoice-sync-limits")},
-        "RATELIMIT_HEADERS_ENABLED": True,
+        # A signed-in session ends after this long without a request, and this long after signing in.
+        "SESSION_IDLE_MINUTES": env_int("SESSION_IDLE_MINUTES", 60),
+        "SESSION_MAX_HOURS": env_int("SESSION_MAX_HOURS", 12),
+        # Sign-in attempts allowed per window (portal/auth/limits.py): per e-mail from one address, and per
+        # address whatever the e-mail. Each is counted before the password is checked, and given back when
+        # it was right, so only failures use them up.
+        "SIGNIN_ATTEMPTS_PER_ACCOUNT": env_int("SIGNIN_ATTEMPTS_PER_ACCOUNT", 5),
+        "SIGNIN_ATTEMPTS_PER_ADDRESS": env_int("SIGNIN_ATTEMPTS_PER_ADDRESS", 20),
+        "SIGNIN_WINDOW_MINUTES": env_int("SIGNIN_WINDOW_MINUTES", 15),
         # Argon2id cost; the defaults are RFC 9106's low-memory profile (64 MiB, 3 passes, 4 lanes),
         # above OWASP's minimum of 19 MiB and 2 passes.
         "ARGON2_TIME_COST": env_int("ARGON2_TIME_COST", 3),

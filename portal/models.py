@@ -94,6 +94,9 @@ class User(UserMixin, db.Model):
     is_admin: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Each signed-in session holds the version it was signed in with; raising it (sign-out, "Sign out
+    # everywhere", a new password) ends every session that holds an older one.
+    session_version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     merchant: Mapped[Merchant] = relationship(back_populates="users")
 

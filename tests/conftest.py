@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 
 from launch.embedded_redis import spawn as spawn_embedded_redis
 from portal import create_app
-from portal.extensions import db, limiter
+from portal.extensions import db
 
 from .helpers import make_account
 
@@ -65,8 +65,6 @@ def base_config(database_url, redis_url):
         "REDIS_URL": redis_url,
         "RQ_QUEUE": f"invoice-sync-test-{RUN_ID}",
         "REDIS_KEY_PREFIX": f"invoice-sync-test-{RUN_ID}",
-        "RATELIMIT_STORAGE_URI": redis_url,
-        "RATELIMIT_STORAGE_OPTIONS": {"key_prefix": f"invoice-sync-test-{RUN_ID}-limits"},
         "ENCRYPTION_KEYS": [Fernet.generate_key().decode()],
         "SECRET_KEY": "test-secret-key",
         "SESSION_COOKIE_SECURE": False,
@@ -102,7 +100,6 @@ def app(base_config, migrated_database):
         with db.engine.begin() as connection:
             for table in reversed(db.metadata.sorted_tables):
                 connection.execute(table.delete())
-        limiter.reset()
         redis = app.extensions.get("redis")
         if redis is not None:
             # Only what this test run made: its own key prefix, queue and job ids.

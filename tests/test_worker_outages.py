@@ -79,7 +79,7 @@ def test_a_worker_rides_out_redis_restarted_empty(app, base_config, account, fak
     configure(app, account.merchant_id, stripe_fake)
     in_hand, during, after = (seeded_invoice(stripe_fake, number) for number in ("O-0001", "O-0002", "O-0003"))
     redis_process, redis_url = redis_on_fixed_port()
-    portal = create_app({**base_config, "REDIS_URL": redis_url, "RATELIMIT_STORAGE_URI": "memory://"})  # the web app
+    portal = create_app({**base_config, "REDIS_URL": redis_url})  # the web app
     log_path = tmp_path / "worker.log"
     worker = start_worker(worker_env(base_config, stripe_fake, economic_fake, tmp_path, redis_url), log_path)
     try:
@@ -126,7 +126,7 @@ def test_a_worker_registers_anew_when_redis_restarts_empty_at_once(app, base_con
     configure(app, account.merchant_id, stripe_fake)
     invoice = seeded_invoice(stripe_fake, "O-0004")
     redis_process, redis_url = redis_on_fixed_port()
-    portal = create_app({**base_config, "REDIS_URL": redis_url, "RATELIMIT_STORAGE_URI": "memory://"})
+    portal = create_app({**base_config, "REDIS_URL": redis_url})
     worker = start_worker(worker_env(base_config, stripe_fake, economic_fake, tmp_path, redis_url), tmp_path / "worker.log")
     try:
         [before] = wait_for(lambda: worker_names(portal), what="the worker to register")

@@ -143,7 +143,7 @@ def test_redis_down_during_delivery_then_synced_after_it_returns(app, base_confi
     invoice = seeded_invoice(stripe_fake, "W-0003")
     port = free_port()
     redis_url = f"redis://127.0.0.1:{port}/0"
-    offline_app = create_app({**base_config, "REDIS_URL": redis_url, "RATELIMIT_STORAGE_URI": "memory://"})
+    offline_app = create_app({**base_config, "REDIS_URL": redis_url})
     # Nothing listens on the port yet: Redis is down while Stripe delivers.
     assert deliver(offline_app.test_client(), account, invoice).status_code == 200
     assert run_status(app, invoice["id"]) is None  # stored, not decided: no job could be queued

@@ -80,6 +80,6 @@ def user_reset_password_command(email: str, password: str | None) -> None:
         db.session.commit()
     except AccountError as error:
         _fail(error)
-    click.echo(f"Password reset for {user.email}.")
+    click.echo(f"Password reset for {user.email}; their sessions are signed out.")
     if generated:
         click.echo(f"New password (shown once): {generated}")

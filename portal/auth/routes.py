@@ -1,18 +1,18 @@
-"""Sign in and sign out."""
+"""Sign in, sign out, and the account page (change password, sign out everywhere)."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import current_app, flash, g, redirect, render_template, request, session, url_for
-from flask_limiter.util import get_remote_address
+from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from ..extensions import db, limiter, login_manager
-from ..models import User
+from ..extensions import db
 from . import bp
-from .forms import LoginForm
-from .services import normalise_email, user_authenticate
+from .forms import ChangePasswordForm, LoginForm
+from .limits import signin_attempt_begin, signin_attempt_refund
+from .services import MIN_PASSWORD_LENGTH, WrongPassword, user_authenticate, user_change_password, user_sessions_revoke
+from .sessions import session_begin, session_reissue
 
 
 def safe_next_url(target: str | None) -> str | None:
@@ -27,60 +27,73 @@ def safe_next_url(target: str | None) -> str | None:
     return target
 
 
-def _failed_login(response) -> bool:
-    return bool(g.get("login_failed"))
-
-
-def _account_key() -> str:
-    return "login-account:" + normalise_email(request.form.get("email", ""))
-
-
-def _address_key() -> str:
-    return "login-address:" + get_remote_address()
-
-
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(
-    lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"],
-    key_func=_account_key,
-    methods=["POST"],
-    deduct_when=_failed_login,
-)
-@limiter.limit(
-    lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"],
-    key_func=_address_key,
-    methods=["POST"],
-    deduct_when=_failed_login,
-)
 def login():
     if current_user.is_authenticated:
         return redirect(url_for("main.home"))
     form = LoginForm()
     next_url = safe_next_url(request.values.get("next"))
     if form.validate_on_submit():
+        attempt = signin_attempt_begin(form.email.data, request.remote_addr)
+        if not attempt.allowed:
+            return render_template("auth/login.html", form=form, next_url=next_url, refusal=attempt.refusal), 429
         user = user_authenticate(form.email.data, form.password.data)
         if user is None:
-            g.login_failed = True
             form.password.errors.append("Invalid e-mail or password.")
         else:
+            signin_attempt_refund(attempt)
             db.session.commit()  # keeps a rehashed password and the last sign-in time
             session.clear()  # a fresh session on sign-in: nothing carried over from before
             login_user(user)
+            session_begin(user)
             return redirect(next_url or url_for("main.home"))
-    elif request.method == "POST":
-        g.login_failed = True
     return render_template("auth/login.html", form=form, next_url=next_url)
 
 
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
-    logout_user()
-    session.clear()
+    _sign_out_everywhere()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))
 
 
-@login_manager.user_loader
-def load_user(user_id: str):
-    return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+@bp.route("/account", methods=["GET", "POST"])
+@login_required
+def account():
+    user = current_user._get_current_object()
+    form = ChangePasswordForm()
+    status = 200
+    if form.validate_on_submit():
+        attempt = signin_attempt_begin(user.email, request.remote_addr)  # the current password is guessed as at sign-in
+        if not attempt.allowed:
+            form.current_password.errors.append(attempt.refusal)
+            status = 429
+        else:
+            try:
+                user_change_password(user, form.current_password.data, form.new_password.data)
+            except WrongPassword as error:
+                form.current_password.errors.append(str(error))
+            else:
+                signin_attempt_refund(attempt)
+                db.session.commit()
+                session_reissue(user)
+                flash("Your password is changed. Your other sessions are signed out.", "success")
+                return redirect(url_for("auth.account"))
+    return render_template("auth/account.html", form=form, min_length=MIN_PASSWORD_LENGTH), status
+
+
+@bp.route("/account/sign-out-everywhere", methods=["POST"])
+@login_required
+def sign_out_everywhere():
+    _sign_out_everywhere()
+    flash("You are signed out everywhere: on this device and every other.", "info")
+    return redirect(url_for("auth.login"))
+
+
+def _sign_out_everywhere() -> None:
+    """Signing out ends every copy of this session, wherever it was copied: so every session of the user's."""
+    user_sessions_revoke(current_user._get_current_object())
+    db.session.commit()
+    logout_user()
+    session.clear()

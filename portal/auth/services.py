@@ -18,6 +18,10 @@ class AccountError(ValueError):
     """A request about merchants or users that cannot be carried out, with a message for people."""
 
 
+class WrongPassword(AccountError):
+    """The password given to confirm a change is not the user's."""
+
+
 def normalise_email(email: str) -> str:
     return email.strip().lower()
 
@@ -55,8 +59,24 @@ def user_create(merchant: Merchant, email: str, password: str, is_admin: bool = 
 
 
 def user_set_password(user: User, password: str) -> None:
+    """A new password (the account page, `flask user reset-password`): every session of the user's ends."""
     check_password_strength(password)
     user.password_hash = hash_password(password)
+    user_sessions_revoke(user)
+
+
+def user_change_password(user: User, current_password: str, new_password: str) -> None:
+    """The user's own change of password, which needs the current one."""
+    if not verify_password(user.password_hash, current_password):
+        raise WrongPassword("The current password is not right.")
+    user_set_password(user, new_password)
+
+
+def user_sessions_revoke(user: User) -> None:
+    """End every session of the user's, on every device: each holds the session version it was signed in
+    with, and the user's version moves past it. Raised in SQL, so two revocations at once both count."""
+    user.session_version = User.session_version + 1
+    db.session.flush()  # `user.session_version` reads the new value from here on
 
 
 def user_authenticate(email: str, password: str) -> User | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import jsonify, request
 
-from ..extensions import csrf, limiter
+from ..extensions import csrf
 from ..runs.queueing import events_signal
 from . import bp
 from .services import WebhookRejected, event_store, intake_connection, webhook_event_verified
@@ -12,7 +12,6 @@ from .services import WebhookRejected, event_store, intake_connection, webhook_e
 
 @bp.route("/webhooks/stripe/<webhook_key>", methods=["POST"])
 @csrf.exempt
-@limiter.exempt
 def stripe_event(webhook_key: str):
     payload = request.get_data(cache=False)
     with intake_connection() as connection:

@@ -116,3 +116,28 @@ def test_save_a_rule_and_edit_two_mappings_inline(portal, page, screenshots):
     assert "Dates › Paid at (status_transitions.paid_at)" in page.locator("#row-delivery-deliveryDate").inner_text()
     shoot(page, "mappings-after-reload")
     assert page.console_errors == []
+
+
+def test_change_the_password_on_the_account_page_then_the_old_one_no_longer_signs_in(portal, page, screenshots):
+    new_password = "a new browser test passphrase"
+    sign_in(page, portal.base_url, EMAIL, PASSWORD)
+
+    page.click("nav >> text=Account")
+    page.wait_for_url(portal.base_url + "/account")
+    page.fill("#current_password", PASSWORD)
+    page.fill("#new_password", new_password)
+    page.fill("#new_password_again", new_password)
+    page.click("input[value='Change password']")
+    assert page.locator(".flash-success").inner_text() == "Your password is changed. Your other sessions are signed out."
+    screenshots(page, "password-changed")
+
+    page.click("header button:text-is('Sign out')")
+    page.wait_for_url(portal.base_url + "/login")
+    page.fill("#email", EMAIL)
+    page.fill("#password", PASSWORD)
+    page.click("input[type=submit]")
+    assert page.locator("small.error").inner_text() == "Invalid e-mail or password."
+
+    sign_in(page, portal.base_url, EMAIL, new_password)
+    assert page.locator("h1").inner_text() == "Browser Shop ApS"
+    assert page.console_errors == []
