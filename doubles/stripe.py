@@ -39,6 +39,12 @@ Money (payments, refunds, credit notes, payouts), as Stripe models it since API 
   10 a page by default. `add_adjustment()` adds an `adjustment` (dispute, fee refund, …).
 - Helpers record the webhook events Stripe would send in `fake.events` (envelopes with `data.object` as it
   was then); sign and deliver them with `signed_event`/`deliver`.
+
+Webhook endpoints (`we_…`, in `fake.webhook_endpoints`): `POST /v1/webhook_endpoints`, `GET/POST/DELETE
+/v1/webhook_endpoints/{id}`. The signing `secret` (`whsec_…`) is in the create answer only. Refused like
+Stripe: a missing `url` or `enabled_events` (`parameter_missing`), an event name Stripe does not know, a URL
+that is not http(s), and a URL Stripe cannot reach (localhost, a loopback or private address); plain http is
+accepted for a test-mode key only.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
 import string
@@ -55,6 +62,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from werkzeug.wrappers import Request, Response
@@ -150,6 +158,7 @@ class FakeStripe(ServedDouble):
         self.payouts: dict[str, dict] = {}
         self.paid_out_in: dict[str, str] = {}  # txn id -> po id
         self.events: list[dict] = []
+        self.webhook_endpoints: dict[str, dict] = {}  # we id -> the endpoint, its `secret` included
         self.serve(self.wsgi)
 
     # -- seeding ----------------------------------------------------------------------------------------
@@ -863,10 +872,87 @@ class FakeStripe(ServedDouble):
             if parts[:2] == ["v1", "products"] and len(parts) == 3:
                 product = self.products.get(parts[2])
                 return self._json(product) if product else self._missing("product", parts[2])
+            if parts[:2] == ["v1", "webhook_endpoints"] and len(parts) in (2, 3):
+                return self._webhook_endpoint_route(parts[2] if len(parts) == 3 else None, request)
             answer = self._money_routes(parts, request, expand)
             if answer is not None:
                 return answer
         return self._json({"error": {"message": f"Unrecognized request URL ({request.method}: {request.path}).", "type": "invalid_request_error"}}, 404)
+
+    # -- webhook endpoints ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _invalid(message: str, param: str, code: str | None = None) -> Response:
+        error = {"message": message, "param": param, "type": "invalid_request_error"}
+        if code:
+            error["code"] = code
+        return FakeStripe._json({"error": error}, 400)
+
+    def _webhook_endpoint_refusal(self, values: dict, creating: bool) -> Response | None:
+        """Stripe's 400 for a create or update it refuses, or None."""
+        for name in ("url", "enabled_events"):
+            if creating and not values.get(name):
+                return self._invalid(f"Missing required param: {name}.", name, "parameter_missing")
+        if "enabled_events" in values:
+            events = values["enabled_events"]
+            events = [events[key] for key in sorted(events, key=int)] if isinstance(events, dict) else [events]
+            for index, event in enumerate(events):
+                if event not in WEBHOOK_EVENT_TYPES:
+                    return self._invalid(f"Invalid enabled_events[{index}]: must be one of {', '.join(sorted(WEBHOOK_EVENT_TYPES))}",
+                                         "enabled_events")
+            values["enabled_events"] = events
+        if "url" in values:
+            url = values["url"]
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                return self._invalid("Invalid URL: URL must be a valid http or https URL.", "url", "url_invalid")
+            if _unreachable_host(parts.hostname):
+                return self._invalid("Invalid URL: URL must be publicly accessible. Consider using a tool like the Stripe CLI "
+                                     "to test webhooks locally: https://github.com/stripe/stripe-cli", "url", "url_invalid")
+            if parts.scheme == "http" and "_live_" in self.api_key:
+                return self._invalid("Invalid URL: webhook endpoints in live mode must use HTTPS.", "url", "url_invalid")
+        return None
+
+    def _webhook_endpoint_view(self, endpoint: dict, with_secret: bool = False) -> dict:
+        view = {key: value for key, value in endpoint.items() if key != "secret" or with_secret}
+        return _stripe_order(copy.deepcopy(view))
+
+    def _webhook_endpoint_route(self, endpoint_id: str | None, request: Request) -> Response:
+        if endpoint_id is None:
+            if request.method != "POST":
+                return self._page(sorted(self.webhook_endpoints.values(), key=lambda e: -e["created"]), request, "/v1/webhook_endpoints")
+            values = _form_to_nested(request.form)
+            refusal = self._webhook_endpoint_refusal(values, creating=True)
+            if refusal is not None:
+                return refusal
+            endpoint = {
+                "id": self._id("we"), "object": "webhook_endpoint", "api_version": values.get("api_version"),
+                "application": None, "created": self.now(), "description": values.get("description") or None,
+                "enabled_events": values["enabled_events"], "livemode": "_live_" in self.api_key,
+                "metadata": values.get("metadata") or {}, "secret": "whsec_" + "".join(secrets.choice(_ALPHABET) for _ in range(32)),
+                "status": "enabled", "url": values["url"],
+            }
+            self.webhook_endpoints[endpoint["id"]] = endpoint
+            return self._json(self._webhook_endpoint_view(endpoint, with_secret=True))
+        endpoint = self.webhook_endpoints.get(endpoint_id)
+        if endpoint is None:
+            return self._missing("webhook_endpoint", endpoint_id)
+        if request.method == "DELETE":
+            del self.webhook_endpoints[endpoint_id]
+            return self._json({"id": endpoint_id, "object": "webhook_endpoint", "deleted": True})
+        if request.method == "POST":
+            values = _form_to_nested(request.form)
+            refusal = self._webhook_endpoint_refusal(values, creating=False)
+            if refusal is not None:
+                return refusal
+            for name in ("url", "enabled_events", "description"):
+                if name in values:
+                    endpoint[name] = values[name]
+            if "disabled" in values:
+                endpoint["status"] = "disabled" if values["disabled"] == "true" else "enabled"
+            if "metadata" in values:
+                endpoint["metadata"] = {**endpoint["metadata"], **values["metadata"]}
+        return self._json(self._webhook_endpoint_view(endpoint))
 
     def _demo_send(self, order: dict) -> Response:
         """The demo's "Send a test invoice": make a realistic invoice and deliver its signed event."""
@@ -919,6 +1005,41 @@ class FakeStripe(ServedDouble):
         items = sorted(self.invoices.values(), key=lambda i: (-i["created"], i["id"]))
         items = [i for i in items if (gte is None or i["created"] >= gte) and (lt is None or i["created"] < lt)]
         return self._page([self._invoice_view(i, []) for i in items], request, "/v1/invoices")
+
+
+# The event types the double accepts in a webhook endpoint's `enabled_events` (a part of Stripe's list: the
+# invoice, payment, refund, credit note and payout events, and a few more); `*` is every event.
+WEBHOOK_EVENT_TYPES = frozenset({
+    "*",
+    "balance.available",
+    "charge.captured", "charge.dispute.closed", "charge.dispute.created", "charge.expired", "charge.failed",
+    "charge.pending", "charge.refund.updated", "charge.refunded", "charge.succeeded", "charge.updated",
+    "credit_note.created", "credit_note.updated", "credit_note.voided",
+    "customer.created", "customer.deleted", "customer.updated",
+    "invoice.created", "invoice.deleted", "invoice.finalization_failed", "invoice.finalized",
+    "invoice.marked_uncollectible", "invoice.overdue", "invoice.overpaid", "invoice.paid",
+    "invoice.payment_action_required", "invoice.payment_failed", "invoice.payment_succeeded", "invoice.sent",
+    "invoice.upcoming", "invoice.updated", "invoice.voided", "invoice.will_be_due",
+    "invoice_payment.paid",
+    "payment_intent.canceled", "payment_intent.created", "payment_intent.payment_failed", "payment_intent.succeeded",
+    "payout.canceled", "payout.created", "payout.failed", "payout.paid", "payout.reconciliation_completed", "payout.updated",
+    "product.created", "product.deleted", "product.updated",
+    "refund.created", "refund.failed", "refund.updated",
+    "tax_rate.created", "tax_rate.updated",
+})
+
+
+def _unreachable_host(host: str) -> bool:
+    """Whether Stripe refuses `host` as not publicly accessible: localhost, or a loopback, private or link-local
+    address (Stripe was seen to accept 0.0.0.0, dj-stripe/dj-stripe#1891, so the double does too)."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not address.is_unspecified and (address.is_loopback or address.is_private or address.is_link_local)
 
 
 # -- building realistic invoices --------------------------------------------------------------------------

@@ -112,6 +112,9 @@ class Connection(db.Model):
     stripe_webhook_secret: Mapped[str | None] = mapped_column(EncryptedString(1024))
     economic_app_secret_token: Mapped[str | None] = mapped_column(EncryptedString(1024))
     economic_agreement_grant_token: Mapped[str | None] = mapped_column(EncryptedString(1024))
+    # The Stripe webhook endpoint (`we_…`) the portal created for the merchant, whose signing secret is
+    # `stripe_webhook_secret`; None when there is none, or the merchant added the endpoint by hand.
+    stripe_webhook_endpoint_id: Mapped[str | None] = mapped_column(String(255))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     merchant: Mapped[Merchant] = relationship(back_populates="connection")

@@ -16,7 +16,7 @@ def test_login_lands_on_the_merchants_start_page(client, account):
     assert response.headers["Location"] == "/"
     page = client.get("/").get_data(as_text=True)
     assert account.merchant_name in page
-    assert "Getting connected" in page
+    assert "Getting set up" in page
 
 
 def test_pages_need_a_login(client):

@@ -9,7 +9,7 @@ from doubles.economic import FakeEconomic
 from portal.extensions import db
 from portal.merchant_config import journal_settings_for
 from portal.models import Connection, JournalSettings
-from portal.settings.journals import JOURNAL_WEBHOOK_EVENTS
+from portal.webhooks import JOURNAL_WEBHOOK_EVENTS
 from portal.settings.sync_config import economic_choices_forget
 from portal.sync.journal_choices import DEFAULT_TEXTS, TEXT_PLACEHOLDERS, JournalChoices, text_problem
 

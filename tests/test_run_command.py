@@ -60,7 +60,7 @@ def test_make_run_starts_everything_and_ctrl_c_leaves_no_process(tmp_path):
             portal.base_url + "/login", data={"email": email, "password": password, "csrf_token": token}
         )
         assert response.url == portal.base_url + "/"
-        assert "Getting connected" in response.text
+        assert "Getting set up" in response.text
 
         deadline = time.monotonic() + 20
         while "Listening on invoice-sync" not in portal.log() and time.monotonic() < deadline:

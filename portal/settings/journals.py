@@ -6,37 +6,38 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from ..extensions import db
 from ..merchant_config import journal_settings_for, merchant_row
 from ..models import JournalSettings
 from ..sync.journal_choices import TEXT_PLACEHOLDERS, JournalChoices
+from ..webhooks import journal_webhook_events, webhook_events_for
 from . import bp
 from .journals_form import NUMBERS, JournalSettingsForm
+from .stripe_endpoint import WebhookEndpointError, webhook_endpoint_update
 from .sync_config import ChoicesUnavailable, economic_journal_lists
-
-# The Stripe webhook events each kind needs, besides the invoice events the Connections page lists.
-JOURNAL_WEBHOOK_EVENTS = {
-    "payments_enabled": ("invoice_payment.paid",),
-    "refunds_enabled": ("charge.refunded", "refund.created"),
-    "credit_notes_enabled": ("credit_note.created",),
-    "payouts_enabled": ("payout.paid",),
-}
-
-
-def journal_webhook_events(choices: JournalChoices) -> list[str]:
-    """The events to enable in Stripe for what is turned on, each once."""
-    events = [event for kind, kind_events in JOURNAL_WEBHOOK_EVENTS.items() if getattr(choices, kind) for event in kind_events]
-    return list(dict.fromkeys(events))
-
 
 def journal_settings_save(merchant_id: int, choices: JournalChoices) -> None:
     """Store the merchant's journal entry settings (its one row, made on first save). The caller commits."""
     row = merchant_row(JournalSettings, merchant_id)
     for name, value in asdict(choices).items():
         setattr(row, name, value)
+
+
+def _endpoint_events_in_step(choices: JournalChoices) -> None:
+    """The webhook endpoint the portal made in Stripe gets the events the new settings need."""
+    connection = current_user.merchant.connection
+    if connection is None or not connection.stripe_webhook_endpoint_id:
+        return
+    try:
+        webhook_endpoint_update(connection, webhook_events_for(choices), api_base=current_app.config["STRIPE_API_BASE"])
+        flash("The webhook endpoint in Stripe now sends the events these settings need.", "success")
+    except WebhookEndpointError as error:
+        db.session.commit()  # a deleted endpoint is forgotten
+        flash(f"The webhook endpoint's events in Stripe were not updated: {error} (Connections › Update the "
+              "endpoint's events).", "warning")
 
 
 @bp.route("/settings/journals", methods=["GET", "POST"])
@@ -55,6 +56,7 @@ def journals():
         journal_settings_save(merchant_id, choices)
         db.session.commit()
         flash("Journal entries saved.", "success")
+        _endpoint_events_in_step(choices)
         if lists is None and any(getattr(choices, name) is not None for name in NUMBERS):
             flash("The journal and accounts were not checked in e-conomic, as its lists could not be read: "
                   "check that they exist there and take entries.", "warning")

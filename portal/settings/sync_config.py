@@ -101,7 +101,7 @@ def economic_choices(merchant_id: int, refresh: bool = False) -> dict[str, list[
         raise ChoicesUnavailable(f"Could not load your e-conomic lists: {error}") from error
     if redis is not None:
         try:
-            redis.setex(_cache_key(merchant_id), config["ECONOMIC_CHOICES_CACHE_SECONDS"], json.dumps(choices))
+            redis.set(_cache_key(merchant_id), json.dumps(choices), ex=config["ECONOMIC_CHOICES_CACHE_SECONDS"])
         except Exception as error:
             log.warning("could not cache e-conomic choices: %s", error)
     return choices
@@ -142,7 +142,7 @@ def economic_journal_lists(merchant_id: int, refresh: bool = False) -> JournalLi
         raise ChoicesUnavailable(f"Could not load your e-conomic lists: {error}") from error
     if redis is not None:
         try:
-            redis.setex(_journal_lists_key(merchant_id), config["ECONOMIC_CHOICES_CACHE_SECONDS"], json.dumps(asdict(lists)))
+            redis.set(_journal_lists_key(merchant_id), json.dumps(asdict(lists)), ex=config["ECONOMIC_CHOICES_CACHE_SECONDS"])
         except Exception as error:
             log.warning("could not cache e-conomic journal lists: %s", error)
     return lists

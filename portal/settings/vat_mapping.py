@@ -93,8 +93,8 @@ def stripe_treatments(merchant_id: int, home_country: str, refresh: bool = False
     if redis is not None:
         try:
             # The same few minutes as e-conomic's lists; "Reload them now" refreshes both.
-            redis.setex(_cache_key(merchant_id, home_country), config["ECONOMIC_CHOICES_CACHE_SECONDS"],
-                        json.dumps([(t.key, t.label, str(t.rate)) for t in found]))
+            redis.set(_cache_key(merchant_id, home_country), json.dumps([(t.key, t.label, str(t.rate)) for t in found]),
+                      ex=config["ECONOMIC_CHOICES_CACHE_SECONDS"])
         except Exception as error:
             log.warning("could not cache VAT treatments: %s", error)
     return found

@@ -1,0 +1,158 @@
+"""The start page's setup checklist: five steps, each ticked by the merchant's own rows as they appear."""
+
+import re
+from datetime import datetime, timezone
+
+import pytest
+import responses
+
+from portal.extensions import db
+from portal.main.checklist import setup_checklist
+from portal.models import Connection, RunKind, SyncRule, SyncRun, SyncSettings, WebhookEvent
+
+from .helpers import login
+
+TITLES = ["Stripe connected", "e-conomic connected", "Invoice Sync Rules saved",
+          "Customer & product settings complete", "First invoice synced"]
+COMPLETE_SETTINGS = {"payment_terms_number": 1, "customer_group_number": 1, "vat_zone_domestic": 1, "layout_number": 19}
+
+
+@pytest.fixture
+def no_http():
+    """Any request to Stripe or e-conomic (or anywhere) fails the page: no URL is registered."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+def steps_of(app, merchant_id):
+    with app.app_context():
+        return setup_checklist(merchant_id)
+
+
+def done_of(app, merchant_id):
+    return [step.done for step in steps_of(app, merchant_id)]
+
+
+def add(app, *rows):
+    with app.app_context():
+        db.session.add_all(rows)
+        db.session.commit()
+
+
+def page_steps(client) -> list[tuple[str, str]]:
+    """(class, title) of each step as the page shows it, in order."""
+    html = client.get("/").get_data(as_text=True)
+    return re.findall(r'<li class="(done|todo)" id="step-\d">.*?<a href="[^"]*">([^<]*)</a>', html, re.S)
+
+
+def test_a_new_merchant_sees_five_steps_none_done_connections_first(app, client, account, no_http):
+    login(client, account.email)
+    response = client.get("/")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert page_steps(client) == [("todo", title.replace("&", "&amp;")) for title in TITLES]
+    checklist = html[html.index('<ol class="checklist">'):]
+    links = re.findall(r'<a href="([^"]*)">', checklist)
+    assert links == ["/connections", "/connections", "/rules", "/customer-product-settings", "/history"]
+    assert "No event received yet: add the webhook URL in Stripe (Connections)." in html
+    assert "Still to choose: Payment Terms, Customer Group, VAT Zone for domestic customers, Invoice Layout." in html
+    assert "No invoice synced yet" in html
+    assert len(no_http.calls) == 0
+
+
+def test_the_page_reads_and_never_writes(app, client, account, no_http):
+    login(client, account.email)
+    client.get("/")
+    with app.app_context():
+        for model in (Connection, SyncRule, SyncSettings):
+            assert db.session.scalar(db.select(db.func.count()).select_from(model)) == 0
+
+
+def test_each_step_turns_done_as_its_state_appears(app, client, account, no_http):
+    merchant = account.merchant_id
+    assert done_of(app, merchant) == [False] * 5
+
+    add(app, Connection(merchant_id=merchant, stripe_secret_key="sk_test_123"))
+    assert done_of(app, merchant) == [True, False, False, False, False]
+
+    with app.app_context():
+        connection = db.session.scalar(db.select(Connection).filter_by(merchant_id=merchant))
+        connection.economic_app_secret_token = "app-secret"
+        db.session.commit()
+    assert done_of(app, merchant)[1] is False  # one token is not a pair
+    with app.app_context():
+        connection = db.session.scalar(db.select(Connection).filter_by(merchant_id=merchant))
+        connection.economic_agreement_grant_token = "grant-token"
+        db.session.commit()
+    economic = steps_of(app, merchant)[1]
+    assert economic.done and "use Test connection on the Connections page" in economic.detail
+
+    add(app, SyncRule(merchant_id=merchant))
+    assert done_of(app, merchant) == [True, True, True, False, False]
+
+    add(app, SyncSettings(merchant_id=merchant, payment_terms_number=1, customer_group_number=1))
+    settings = steps_of(app, merchant)[3]
+    assert not settings.done
+    assert settings.detail == "Still to choose: VAT Zone for domestic customers, Invoice Layout."
+    with app.app_context():
+        row = db.session.scalar(db.select(SyncSettings).filter_by(merchant_id=merchant))
+        row.vat_zone_domestic, row.layout_number = 1, 19
+        db.session.commit()
+    assert done_of(app, merchant) == [True, True, True, True, False]
+
+    add(app, SyncRun(merchant_id=merchant, stripe_invoice_id="in_held", document_type="draft_invoice", trigger="paid", status="held"),
+        SyncRun(merchant_id=merchant, stripe_invoice_id="in_failed", document_type="draft_invoice", trigger="paid", status="failed"),
+        SyncRun(merchant_id=merchant, stripe_invoice_id="in_queued", document_type="draft_invoice", trigger="paid", status="queued"),
+        SyncRun(merchant_id=merchant, kind=RunKind.PAYMENT, stripe_object_id="inpay_1", stripe_invoice_id="in_x",
+                document_type="draft_invoice", trigger="paid", status="succeeded"))  # not an invoice
+    first = steps_of(app, merchant)[4]
+    assert not first.done and first.endpoint == "history.index"
+    assert first.detail.startswith("No invoice synced yet: 1 waiting, 1 failed, 1 held for review")
+
+    add(app, SyncRun(merchant_id=merchant, stripe_invoice_id="in_ok", stripe_invoice_number="ACME-0007",
+                     document_type="draft_invoice", trigger="paid", status="succeeded"))
+    assert done_of(app, merchant) == [True] * 5
+
+    login(client, account.email)
+    html = client.get("/").get_data(as_text=True)
+    assert page_steps(client) == [("done", title.replace("&", "&amp;")) for title in TITLES]
+    assert "Invoice ACME-0007 was synced into e-conomic." in html
+    assert 'href="/history/invoices/in_ok"' in html
+    assert len(no_http.calls) == 0
+
+
+def test_a_fixed_currency_is_needed_only_when_chosen(app, account):
+    add(app, SyncSettings(merchant_id=account.merchant_id, currency_mode="fixed", **COMPLETE_SETTINGS))
+    step = steps_of(app, account.merchant_id)[3]
+    assert (step.done, step.detail) == (False, "Still to choose: Fixed currency.")
+
+
+def test_the_event_sub_state_shows_the_last_event_time(app, client, account, no_http):
+    merchant = account.merchant_id
+    add(app, *(WebhookEvent(merchant_id=merchant, stripe_event_id=f"evt_{n}", type="invoice.paid", payload="{}",
+                            received_at=datetime(2026, 3, day, 9, 30, tzinfo=timezone.utc))
+               for n, day in ((1, 2), (2, 5), (3, 4))))
+    login(client, account.email)
+    html = client.get("/").get_data(as_text=True)
+    assert "Last event received 2026-03-05 09:30:00 UTC." in html
+    assert "No event received yet" not in html
+
+
+def test_another_merchants_rows_never_tick_this_merchants_steps(app, client, account, other_account, no_http):
+    theirs = other_account.merchant_id
+    add(app, Connection(merchant_id=theirs, stripe_secret_key="sk_theirs", economic_app_secret_token="a",
+                        economic_agreement_grant_token="b"),
+        SyncRule(merchant_id=theirs), SyncSettings(merchant_id=theirs, **COMPLETE_SETTINGS),
+        SyncRun(merchant_id=theirs, stripe_invoice_id="in_theirs", stripe_invoice_number="THEIRS-1",
+                document_type="draft_invoice", trigger="paid", status="succeeded"),
+        SyncRun(merchant_id=theirs, stripe_invoice_id="in_theirs_failed", document_type="draft_invoice", trigger="paid", status="failed"),
+        WebhookEvent(merchant_id=theirs, stripe_event_id="evt_theirs", type="invoice.paid", payload="{}"))
+    assert done_of(app, theirs) == [True] * 5
+    assert done_of(app, account.merchant_id) == [False] * 5
+
+    login(client, account.email)
+    html = client.get("/").get_data(as_text=True)
+    assert "THEIRS" not in html and "in_theirs" not in html
+    assert "No event received yet" in html
+    assert "No invoice synced yet: one is synced" in html
+    assert len(no_http.calls) == 0
