@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import hmac
 import json
 import re
@@ -61,3 +62,10 @@ def stripe_signature(payload: bytes, secret: str, timestamp: int | None = None) 
 
 def event_payload(event: dict) -> bytes:
     return json.dumps(event).encode()
+
+
+def page_text(client, path: str) -> str:
+    """A page's text as a person reads it (entities unescaped), after checking it answered 200."""
+    response = client.get(path)
+    assert response.status_code == 200
+    return html.unescape(response.get_data(as_text=True))

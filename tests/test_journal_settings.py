@@ -13,6 +13,7 @@ from portal.webhooks import JOURNAL_WEBHOOK_EVENTS
 from portal.settings.sync_config import economic_choices_forget
 from portal.sync.journal_choices import DEFAULT_TEXTS, TEXT_PLACEHOLDERS, JournalChoices, text_problem
 
+from . import helpers
 from .helpers import csrf_token, login
 from .live import free_port
 
@@ -54,9 +55,7 @@ def unreachable(app, client, account):
 
 
 def page_text(client, path=PAGE):
-    response = client.get(path)
-    assert response.status_code == 200
-    return html.unescape(response.get_data(as_text=True))
+    return helpers.page_text(client, path)
 
 
 def valid_post(token, **changes):

@@ -16,6 +16,7 @@ from portal.settings.sync_config import VatMappingError, vat_mappings_save
 from portal.settings.vat_mapping import treatment_from_key
 from portal.sync.vat import VatChoice
 
+from . import helpers
 from .helpers import csrf_token, login
 from .test_customer_product_settings import API, LISTS, settings_of, valid_post
 
@@ -68,9 +69,7 @@ def with_stripe(app, client, account):
 
 
 def page_text(client, path=PAGE):
-    response = client.get(path)
-    assert response.status_code == 200
-    return html.unescape(response.get_data(as_text=True))
+    return helpers.page_text(client, path)
 
 
 def rows_of(page):
