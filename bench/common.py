@@ -104,14 +104,15 @@ def prepare_merchant(app, stripe_key: str = "sk_test_fake") -> dict:
     with app.app_context():
         upgrade()
         merchant = merchant_create("Bench ApS")
-        db.session.add(Connection(merchant_id=merchant.id, stripe_secret_key=stripe_key, stripe_webhook_secret=SECRET,
-                                  economic_app_secret_token="app", economic_agreement_grant_token="grant"))
+        stripe_account = merchant.stripe_accounts[0]
+        stripe_account.secret_key, stripe_account.webhook_secret = stripe_key, SECRET
+        db.session.add(Connection(merchant_id=merchant.id, economic_app_secret_token="app", economic_agreement_grant_token="grant"))
         db.session.add(SyncRule(merchant_id=merchant.id, trigger="paid", document_type="draft_invoice", write_back_to_stripe=False))
         db.session.add(SyncSettings(merchant_id=merchant.id, payment_terms_number=1, customer_group_number=1, vat_zone_domestic=1,
                                     vat_zone_eu_with_vat_id=2, vat_zone_eu_without_vat_id=2, vat_zone_outside_eu=3,
                                     layout_number=19, new_product_group_number=1, default_product_number="MISC"))
         db.session.commit()
-        return {"id": merchant.id, "webhook_key": merchant.webhook_key}
+        return {"id": merchant.id, "stripe_account_id": stripe_account.id, "webhook_key": stripe_account.webhook_key}
 
 
 def analyze_tables(app) -> bool:

@@ -52,14 +52,14 @@ def database_url(tmp: Path) -> tuple[str, callable]:
     return f"{url}{'&' if '?' in url else '?'}options={quote(f'-csearch_path={schema}')}", drop
 
 
-def seed(merchant_id: int, start: int, count: int) -> None:
+def seed(merchant_id: int, stripe_account_id: int, start: int, count: int) -> None:
     now = datetime.now(timezone.utc)
     statuses = ["succeeded"] * 17 + ["failed", "retrying", "queued"]
     rows = []
     for n in range(start, start + count):
         moment = now - timedelta(minutes=5 * n)  # newest first, about a year for 100,000
         rows.append(dict(
-            merchant_id=merchant_id, stripe_invoice_id=f"in_bench_{n}", document_type="draft_invoice", trigger="paid",
+            merchant_id=merchant_id, stripe_account_id=stripe_account_id, stripe_invoice_id=f"in_bench_{n}", document_type="draft_invoice", trigger="paid",
             write_back_to_stripe=True, status=statuses[n % len(statuses)], attempts=1, will_retry=False,
             document_create_started=True, stripe_invoice_number=f"BENCH-{n:06d}", customer_name=f"Customer {n % 997}",
             customer_email=f"customer{n % 997}@example.com", currency="DKK", total_minor=10000 + n,
@@ -115,7 +115,7 @@ def main() -> None:
                 merchant = merchant_create("Bench ApS")
                 user_create(merchant, "bench@example.com", PASSWORD)
                 db.session.commit()
-                merchant_id = merchant.id
+                merchant_id, stripe_account_id = merchant.id, merchant.stripe_accounts[0].id
             client = app.test_client()
             page = client.get("/login").get_data(as_text=True)
             token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
@@ -124,7 +124,7 @@ def main() -> None:
             seeded = 0
             for total in (1_000, 100_000):
                 with app.app_context():
-                    seed(merchant_id, seeded, total - seeded)
+                    seed(merchant_id, stripe_account_id, seeded, total - seeded)
                     seeded = total
                     cursor = deep_cursor(merchant_id, total)
                 first = median_ms(client, "/history")

@@ -73,7 +73,7 @@ def main() -> None:
         def sync(batch: list[dict]) -> float:
             with app.app_context():
                 for invoice in batch:
-                    run, _ = sync_run_create(merchant["id"], invoice["id"], rule)
+                    run, _ = sync_run_create(merchant["id"], merchant["stripe_account_id"], invoice["id"], rule)
                     db.session.commit()
                     sync_run_enqueue(run)
                 db.session.remove()

@@ -6,6 +6,12 @@
         ...
         fake.documents("invoices/booked")   # what was created
 
+The app-install flow: `GET /secure/api1/requestaccess.aspx?appPublicToken=…&redirectUrl=…` (on
+secure.e-conomic.com in reality, served here beside the API) is the grant page for the app whose public token
+the fake was made with; accepting it (`POST`) adds a new agreement grant token that the API then takes with
+the app secret token, and redirects to `redirectUrl` with `token=<grant>` appended to its own query string.
+`revoke_grant` is removing the app in e-conomic.
+
 It is meant to be no kinder than e-conomic. Every POST and PUT body is validated against e-conomic's
 published draft-03 JSON schemas (plus e-conomic's own rules the validator does not know: no nulls,
 `maxDecimal`, `full-date`), then against the agreement: a document's customer, currency, layout,
@@ -58,6 +64,7 @@ import calendar
 import json
 import random
 import re
+import secrets
 import socket
 import threading
 import time
@@ -65,6 +72,7 @@ import uuid
 from collections.abc import Callable, Collection
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from html import escape
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -75,6 +83,7 @@ from werkzeug.wrappers import Request, Response
 from .server import ServedDouble
 
 SCHEMAS = Path(__file__).parent / "schemas"
+GRANT_PAGE = "/secure/api1/requestaccess.aspx"  # on secure.e-conomic.com; the fake serves it beside the API
 CENT = Decimal("0.01")
 HUNDRED = Decimal(100)
 
@@ -402,9 +411,14 @@ class ValidationErrors:
 
 class FakeEconomic(ServedDouble):
     def __init__(self, app_secret_token: str = "app", agreement_grant_token: str = "grant", seed: int = 7,
-                 agreement_country: str = "DK", base_currency: str = "DKK") -> None:
+                 agreement_country: str = "DK", base_currency: str = "DKK", app_public_token: str = "app-public",
+                 app_name: str = "Invoice Sync") -> None:
         self.app_secret_token = app_secret_token
         self.agreement_grant_token = agreement_grant_token
+        # The app's public token opens its grant page; each acceptance there adds an agreement grant token.
+        self.app_public_token = app_public_token
+        self.app_name = app_name
+        self.grant_tokens: set[str] = {agreement_grant_token}
         self.agreement_country = agreement_country.upper()
         self.base_currency = base_currency
         self.lock = threading.RLock()
@@ -619,8 +633,70 @@ class FakeEconomic(ServedDouble):
 
     def wsgi(self, environ, start_response):
         request = Request(environ)
-        response = self.handle(request, environ)
+        if request.path.rstrip("/").lower() == GRANT_PAGE:
+            response = self.grant_page(request)
+        else:
+            response = self.handle(request, environ)
         return response(environ, start_response)
+
+    # -- the grant page (e-conomic's app-install flow) ---------------------------------------------------
+
+    def grant(self) -> str:
+        """A new agreement grant token for this agreement, as accepting the grant page makes."""
+        token = secrets.token_urlsafe(30) + "1"
+        with self.lock:
+            self.grant_tokens.add(token)
+        return token
+
+    def revoke_grant(self, token: str) -> None:
+        """What removing the app in e-conomic's settings does: the token opens nothing any more."""
+        with self.lock:
+            self.grant_tokens.discard(token)
+
+    def grant_page(self, request: Request) -> Response:
+        """`GET /secure/api1/requestaccess.aspx?appPublicToken=…&redirectUrl=…&locale=…` asks the (always
+        signed-in) user to add the app; `POST` is their "Accept": a new grant token, appended as `token` to
+        `redirectUrl`'s own query string, or shown on the page when there is no redirectUrl. An unknown app
+        or a redirectUrl that is not an absolute http(s) URL gets an error page and no token."""
+        values = request.form if request.method == "POST" else request.args
+        public_token, redirect_url = values.get("appPublicToken", ""), values.get("redirectUrl", "")
+        with self.lock:
+            self.requests.append({"method": request.method, "path": request.path, "query": dict(request.args),
+                                  "headers": dict(request.headers), "json": None})
+        if request.method not in ("GET", "POST"):
+            return self._grant_html("Not allowed", "<p>This page only shows the request and takes its answer.</p>", 405)
+        if not public_token or public_token != self.app_public_token:
+            return self._grant_html("The app was not found",
+                                    "<p>The link you followed does not name an app that can be added. "
+                                    "Ask the app's supplier for a new link.</p>", 404)
+        if redirect_url and not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", redirect_url):
+            return self._grant_html("The link is not valid", "<p>The app's return address is not a web address.</p>", 400)
+        if request.method == "GET":
+            return self._grant_html("Add app", self._grant_question(public_token, redirect_url, values.get("locale", "")))
+        token = self.grant()
+        if not redirect_url:
+            return self._grant_html("App added", f"<p>Give this Agreement Grant Token to {escape(self.app_name)}:</p>"
+                                                 f"<p><code id='token'>{escape(token)}</code></p>")
+        separator = "&" if "?" in redirect_url else "?"
+        response = Response(b"", status=302)
+        response.headers["Location"] = f"{redirect_url}{separator}token={quote(token, safe='')}"
+        return response
+
+    def _grant_question(self, public_token: str, redirect_url: str, locale: str) -> str:
+        me = self._self()
+        hidden = "".join(f"<input type='hidden' name='{name}' value='{escape(value)}'>"
+                         for name, value in (("appPublicToken", public_token), ("redirectUrl", redirect_url), ("locale", locale)))
+        return (f"<p><strong>{escape(self.app_name)}</strong> wants access to <strong>{escape(me['company']['name'])}</strong> "
+                f"(agreement {me['agreementNumber']}).</p>"
+                f"<form method='post' action='{GRANT_PAGE}'>{hidden}<button type='submit'>Accept</button></form>")
+
+    def _grant_html(self, title: str, body: str, status: int = 200) -> Response:
+        page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+                f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+                f"<link rel='icon' href='data:,'>"  # no /favicon.ico request: the API would answer it 401
+                f"<title>{escape(title)} · e-conomic (fake)</title></head>"
+                f"<body><main><h1>{escape(title)}</h1>{body}</main></body></html>")
+        return Response(page, status=status, mimetype="text/html")
 
     def _error(self, status: int, message: str, errors: dict | None = None, *, error_code: str | None = None,
                hint: str | None = None, extra: dict | None = None, **headers) -> Response:
@@ -669,7 +745,7 @@ class FakeEconomic(ServedDouble):
         if self.latency:
             time.sleep(self.latency)
         if (request.headers.get("X-AppSecretToken") != self.app_secret_token
-                or request.headers.get("X-AgreementGrantToken") != self.agreement_grant_token):
+                or request.headers.get("X-AgreementGrantToken") not in self.grant_tokens):
             return self._error(401, "The app secret token or the agreement grant token is not valid.")
         if fault and fault[0] == "status":
             extra = {"Retry_After": fault[1]["retry_after"]} if fault[1]["retry_after"] is not None else {}

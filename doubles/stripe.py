@@ -129,8 +129,19 @@ _ALPHABET = string.ascii_letters + string.digits
 class FakeStripe(ServedDouble):
     def __init__(self, api_key: str = "sk_test_fake", *, settlement_currency: str = "dkk",
                  fee_rules: dict[str, FeeRule] | None = None, exchange_rates: dict[str, Any] | None = None,
-                 available_after_days: int = 7, payout_arrival_days: int = 2) -> None:
+                 available_after_days: int = 7, payout_arrival_days: int = 2, account_name: str = "Demo Shop ApS",
+                 country: str = "DK", restricted_keys: dict[str, set[str]] | None = None) -> None:
         self.api_key = api_key
+        # The account behind the key, as GET /v1/account shows it.
+        self.account = {"id": self._id("acct"), "object": "account", "business_type": "company",
+                        "business_profile": {"name": account_name, "url": None}, "charges_enabled": True,
+                        "country": country, "default_currency": settlement_currency, "details_submitted": True,
+                        "email": None, "payouts_enabled": True, "settings": {"dashboard": {"display_name": account_name,
+                                                                                          "timezone": "Europe/Copenhagen"}},
+                        "type": "standard"}
+        # Restricted keys (rk_…) of this account and the permissions each was given ("invoice_read", …): a
+        # request needing another answers 403 as Stripe does.
+        self.restricted_keys = dict(restricted_keys or {})
         self.lock = threading.RLock()
         self.invoices: dict[str, dict] = {}
         self.lines: dict[str, list[dict]] = {}
@@ -839,9 +850,17 @@ class FakeStripe(ServedDouble):
     def handle(self, request: Request) -> Response:
         with self.lock:
             self.requests.append({"method": request.method, "path": request.path, "query": dict(request.args)})
-        if request.headers.get("Authorization") != f"Bearer {self.api_key}" and not request.path.startswith("/_demo/"):
+        key = (request.headers.get("Authorization") or "").removeprefix("Bearer ")
+        if key != self.api_key and key not in self.restricted_keys and not request.path.startswith("/_demo/"):
             return self._json({"error": {"message": "Invalid API Key provided: sk_test_****", "type": "invalid_request_error"}}, 401)
         parts = request.path.strip("/").split("/")
+        if key in self.restricted_keys:
+            needed = _permission_needed(parts, request.method)
+            if needed not in self.restricted_keys[key]:
+                return self._json({"error": {"type": "invalid_request_error", "message": (
+                    f"The provided key '{key[:8]}{'*' * (len(key) - 12)}{key[-4:]}' does not have the required permissions "
+                    f"for this endpoint on account '{self.account['id']}'. Having the 'rak_{needed}' permission would allow "
+                    "this request to continue.")}}, 403)
         if parts == ["_demo", "send-invoice"] and request.method == "POST":
             return self._demo_send(request.get_json(force=True))
         if parts == ["_demo", "payout"] and request.method == "POST":
@@ -861,6 +880,12 @@ class FakeStripe(ServedDouble):
                     if "metadata" in changes:
                         invoice["metadata"] = {**(invoice.get("metadata") or {}), **changes["metadata"]}
                 return self._json(self._invoice_view(invoice, expand))
+            if parts == ["v1", "account"] and request.method == "GET":
+                return self._json(copy.deepcopy(self.account))
+            if parts[:2] == ["v1", "customers"] and len(parts) == 2 and request.method == "GET":
+                return self._page(_newest_first(self.customers.values()), request, "/v1/customers")
+            if parts[:2] == ["v1", "products"] and len(parts) == 2 and request.method == "GET":
+                return self._page(_newest_first(self.products.values()), request, "/v1/products")
             if parts[:2] == ["v1", "customers"] and len(parts) == 3:
                 customer = self.customers.get(parts[2])
                 return self._json(customer) if customer else self._missing("customer", parts[2])
@@ -1027,6 +1052,37 @@ WEBHOOK_EVENT_TYPES = frozenset({
     "refund.created", "refund.failed", "refund.updated",
     "tax_rate.created", "tax_rate.updated",
 })
+
+
+# The restricted-key permission each resource needs ("…_read" for GET, "…_write" otherwise), as Stripe names them.
+_PERMISSION_OF_RESOURCE = {
+    "invoices": "invoice", "invoice_payments": "invoice", "customers": "customer", "products": "product",
+    "tax_rates": "tax_rate", "charges": "charge", "payment_intents": "payment_intent", "refunds": "refund",
+    "credit_notes": "credit_note", "payouts": "payout", "balance_transactions": "balance", "webhook_endpoints": "webhook",
+    "account": "account",
+}
+
+
+def _permission_needed(parts: list[str], method: str) -> str:
+    resource = _PERMISSION_OF_RESOURCE.get(parts[1] if len(parts) > 1 else "", "all")
+    return f"{resource}_{'read' if method == 'GET' else 'write'}"
+
+
+class StripeRouter(ServedDouble):
+    """Several Stripe accounts behind one address, as Stripe is: each request goes to the account whose key
+    (secret or restricted) it carries; an unknown key gets Stripe's 401."""
+
+    def __init__(self, *accounts: FakeStripe) -> None:
+        self.accounts = accounts
+        self.serve(self.wsgi)
+
+    def wsgi(self, environ, start_response):
+        request = Request(environ)
+        key = (request.headers.get("Authorization") or "").removeprefix("Bearer ")
+        for account in self.accounts:
+            if key == account.api_key or key in account.restricted_keys:
+                return account.handle(request)(environ, start_response)
+        return self.accounts[0].handle(request)(environ, start_response)  # its 401
 
 
 def _unreachable_host(host: str) -> bool:

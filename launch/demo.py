@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from doubles.economic import FakeEconomic
+from doubles.economic import GRANT_PAGE, FakeEconomic
 from doubles.stripe import FakeStripe
 
 from . import devserver
@@ -19,20 +19,28 @@ from . import devserver
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password-2026"
 DEMO_WEBHOOK_SECRET = "whsec_demo_signing_secret"
+# The demo's app in the fake e-conomic: "Connect e-conomic" goes to the fake's grant page and back.
+DEMO_ECONOMIC_APP_PUBLIC_TOKEN = "demo-app-public-token"
+DEMO_ECONOMIC_APP_SECRET_TOKEN = "app"
 
 
 def set_up_demo_merchant(app) -> None:
     """Point the first merchant at the doubles, with rules and settings that work out of the box."""
     from portal.extensions import db
-    from portal.models import Connection, JournalSettings, Merchant, SyncRule, SyncSettings
+    from portal.models import Connection, JournalSettings, Merchant, StripeAccount, SyncRule, SyncSettings, utcnow
 
     with app.app_context():
         merchant = db.session.scalar(db.select(Merchant).order_by(Merchant.id))
+        stripe_account = merchant.stripe_accounts[0] if merchant.stripe_accounts else StripeAccount(merchant=merchant)
+        stripe_account.label = "Demo Shop (Denmark)"
+        stripe_account.secret_key = "sk_test_fake"
+        stripe_account.webhook_secret = DEMO_WEBHOOK_SECRET
+        db.session.add(stripe_account)
         connection = merchant.connection or Connection(merchant_id=merchant.id)
-        connection.stripe_secret_key = "sk_test_fake"
-        connection.stripe_webhook_secret = DEMO_WEBHOOK_SECRET
-        connection.economic_app_secret_token = "app"
-        connection.economic_agreement_grant_token = "grant"
+        connection.economic_app_secret_token = DEMO_ECONOMIC_APP_SECRET_TOKEN
+        connection.economic_agreement_grant_token = "grant"  # the fake forgets grants made in an earlier run
+        connection.economic_company_name, connection.economic_agreement_number = "Fake ApS", 123456
+        connection.economic_connected_at = connection.economic_connected_at or utcnow()
         db.session.add(connection)
         if db.session.scalar(db.select(SyncRule).where(SyncRule.merchant_id == merchant.id)) is None:
             db.session.add(SyncRule(merchant_id=merchant.id, trigger="paid", document_type="booked_invoice"))
@@ -54,7 +62,8 @@ def set_up_demo_merchant(app) -> None:
 
 def main() -> int:
     stripe_fake = FakeStripe(available_after_days=0).start()  # the demo pays out at once, not after 7 days
-    economic_fake = FakeEconomic().start()
+    economic_fake = FakeEconomic(app_secret_token=DEMO_ECONOMIC_APP_SECRET_TOKEN,
+                                 app_public_token=DEMO_ECONOMIC_APP_PUBLIC_TOKEN, app_name="Invoice Sync (demo)").start()
     economic_fake.add_product("MISC", "Miscellaneous")
     economic_fake.add_product("DISCOUNT", "Discount")
     economic_fake.add_product("SHIP", "Shipping")
@@ -62,6 +71,9 @@ def main() -> int:
     os.environ.update({
         "STRIPE_API_BASE": stripe_fake.url,
         "ECONOMIC_API_URL": economic_fake.url,
+        "ECONOMIC_INSTALL_URL": economic_fake.url + GRANT_PAGE,
+        "ECONOMIC_APP_PUBLIC_TOKEN": DEMO_ECONOMIC_APP_PUBLIC_TOKEN,
+        "ECONOMIC_APP_SECRET_TOKEN": DEMO_ECONOMIC_APP_SECRET_TOKEN,
         "DEMO_STRIPE_CONTROL_URL": stripe_fake.url,
         "INSTANCE_PATH": os.environ.get("INSTANCE_PATH") or str(devserver.PROJECT_ROOT / "instance" / "demo"),
         "PORTAL_ADMIN_EMAIL": DEMO_EMAIL,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Flask, jsonify, render_template, request
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -37,6 +39,16 @@ NAVIGATION = (
     ("history.index", "Sync history"),
     ("settings.connections", "Connections"),
 )
+
+
+def _content_security_policy(config) -> dict[str, str]:
+    """The policy, letting the Connect e-conomic form go to e-conomic's grant page when the server has the
+    app's tokens (without it, a browser blocks the redirect there after the form's POST)."""
+    policy = dict(CONTENT_SECURITY_POLICY)
+    if config["ECONOMIC_APP_PUBLIC_TOKEN"] and config["ECONOMIC_INSTALL_URL"]:
+        install = urlsplit(config["ECONOMIC_INSTALL_URL"])
+        policy["form-action"] += f" {install.scheme}://{install.netloc}"
+    return policy
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -72,18 +84,21 @@ def create_app(test_config: dict | None = None) -> Flask:
         strict_transport_security=app.config["FORCE_HTTPS"],
         session_cookie_secure=app.config["SESSION_COOKIE_SECURE"],
         session_cookie_http_only=True,
-        content_security_policy=CONTENT_SECURITY_POLICY,
+        content_security_policy=_content_security_policy(app.config),
         frame_options="DENY",
         referrer_policy="same-origin",
     )
 
     from . import models  # noqa: F401  (so migrations and `db` see every table)
+    from .audit import audit_listen
     from .auth import bp as auth_bp
+    from .auth.access import ADMIN, ENDPOINT_ACCESS, access_init
     from .auth.cli import merchant_cli, user_cli
     from .cli import runs_cli, secrets_cli
     from .history import bp as history_bp
     from .main import bp as main_bp
     from .settings import bp as settings_bp
+    from .team import bp as team_bp
     from .webhooks import bp as webhooks_bp
 
     app.register_blueprint(auth_bp)
@@ -91,6 +106,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(settings_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(history_bp)
+    app.register_blueprint(team_bp)
     if app.config["DEMO_STRIPE_CONTROL_URL"]:
         from .demo_routes import bp as demo_bp
 
@@ -100,6 +116,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.cli.add_command(secrets_cli)
     app.cli.add_command(runs_cli)
 
+    access_init(app)  # every endpoint classified public, member or admin, checked before each request
+    audit_listen()
     _register_error_pages(app)
     from . import templating
 
@@ -107,8 +125,10 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     @app.context_processor
     def navigation():
-        items = [(endpoint, label) for endpoint, label in NAVIGATION if endpoint in app.view_functions]
-        return {"navigation": items}
+        admin = current_user.is_authenticated and current_user.is_admin
+        items = [(endpoint, label) for endpoint, label in NAVIGATION
+                 if endpoint in app.view_functions and (admin or ENDPOINT_ACCESS.get(endpoint) is not ADMIN)]
+        return {"navigation": items, "is_admin": admin}
 
     return app
 

@@ -8,7 +8,7 @@ from sqlalchemy import String, literal, select, type_coerce, update
 
 from .crypto import secret_box
 from .extensions import db
-from .models import Connection
+from .models import Connection, StripeAccount
 from .runs.recovery import event_payloads_prune, sync_run_requeue_pending
 
 secrets_cli = AppGroup("secrets", help="Manage the encryption of stored API secrets.")
@@ -21,22 +21,20 @@ def secrets_rotate_command() -> None:
     Put the new key first in ENCRYPTION_KEYS, keep the old ones after it, run this, then drop the old keys.
     """
     box = secret_box()
-    table = Connection.__table__
     rotated = 0
-    # Read and write the raw tokens (typed as plain strings), so nothing is decrypted on the way.
-    raw_columns = [type_coerce(table.c[name], String) for name in Connection.SECRET_FIELDS]
-    rows = db.session.execute(select(table.c.id, *raw_columns)).all()
-    for row in rows:
-        values = {
-            name: literal(box.rotate(token), String)
-            for name, token in zip(Connection.SECRET_FIELDS, row[1:], strict=True)
-            if token
-        }
-        if values:
-            db.session.execute(
-                update(table).where(table.c.id == row[0]).values(**values)
-            )
-            rotated += len(values)
+    for model in (Connection, StripeAccount):
+        table = model.__table__
+        # Read and write the raw tokens (typed as plain strings), so nothing is decrypted on the way.
+        raw_columns = [type_coerce(table.c[name], String) for name in model.SECRET_FIELDS]
+        for row in db.session.execute(select(table.c.id, *raw_columns)).all():
+            values = {
+                name: literal(box.rotate(token), String)
+                for name, token in zip(model.SECRET_FIELDS, row[1:], strict=True)
+                if token
+            }
+            if values:
+                db.session.execute(update(table).where(table.c.id == row[0]).values(**values))
+                rotated += len(values)
     db.session.commit()
     click.echo(f"Re-encrypted {rotated} secret(s) with the first key.")
 

@@ -89,6 +89,12 @@ def load_config(instance_path: str) -> dict:
         "ECONOMIC_API_URL": os.environ.get("ECONOMIC_API_URL", "https://restapi.e-conomic.com").rstrip("/"),
         # Where merchants open documents in e-conomic's own web app (links on the invoice timeline).
         "ECONOMIC_APP_URL": os.environ.get("ECONOMIC_APP_URL", "https://secure.e-conomic.com").rstrip("/"),
+        # "Connect e-conomic" (e-conomic's app-install flow): the grant page, and the integration's app in
+        # e-conomic's developer agreement. Without both app tokens, merchants paste their tokens instead.
+        # The App Secret Token is a secret: it is stored encrypted with each connection and never logged.
+        "ECONOMIC_INSTALL_URL": os.environ.get("ECONOMIC_INSTALL_URL", "https://secure.e-conomic.com/secure/api1/requestaccess.aspx"),
+        "ECONOMIC_APP_PUBLIC_TOKEN": os.environ.get("ECONOMIC_APP_PUBLIC_TOKEN", "").strip(),
+        "ECONOMIC_APP_SECRET_TOKEN": os.environ.get("ECONOMIC_APP_SECRET_TOKEN", "").strip(),
         "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/"),
         # Set by `make demo`: where the demo's fake Stripe takes "send a test invoice" orders.
         "DEMO_STRIPE_CONTROL_URL": os.environ.get("DEMO_STRIPE_CONTROL_URL", "").rstrip("/"),

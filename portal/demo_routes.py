@@ -16,12 +16,12 @@ bp = Blueprint("demo", __name__)
 
 
 def _webhook_target() -> tuple[str, str] | None:
-    """This merchant's webhook URL and signing secret, as Stripe would use them (None: no secret saved)."""
-    merchant = current_user.merchant
-    secret = merchant.connection.stripe_webhook_secret if merchant.connection else None
-    if not secret:
-        return None
-    return url_for("webhooks.stripe_event", webhook_key=merchant.webhook_key, _external=True), secret
+    """The webhook URL and signing secret of this merchant's first Stripe account with one, as Stripe would use
+    them (None: no secret saved)."""
+    for account in current_user.merchant.stripe_accounts:
+        if account.webhook_secret:
+            return url_for("webhooks.stripe_event", webhook_key=account.webhook_key, _external=True), account.webhook_secret
+    return None
 
 
 @bp.route("/demo/payout", methods=["POST"])

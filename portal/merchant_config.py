@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
 from .models import FieldMapping, SyncRule, SyncSettings, VatMapping
-from .models import JournalSettings
+from .models import JournalSettings, StripeAccount
 from .sync.engine import EngineSettings
 from .sync.journal_choices import JournalChoices
 from .sync.mapping import DEFAULT_MAPPINGS, Mapping, Source
@@ -79,10 +79,16 @@ def vat_mappings_for(merchant_id: int) -> dict[str, VatChoice]:
     return mapping
 
 
-def engine_settings_for(merchant_id: int, document_type: str, write_back_to_stripe: bool) -> EngineSettings:
-    """Everything the sync engine needs of the merchant's configuration, copied out of the database."""
+def engine_settings_for(merchant_id: int, document_type: str, write_back_to_stripe: bool,
+                        account: StripeAccount | None = None) -> EngineSettings:
+    """Everything the sync engine needs of the merchant's configuration, copied out of the database, with the
+    Stripe account's own currency and layout where it has them."""
     stored = sync_settings_for(merchant_id)
     values = {name: getattr(stored, name) for name in EngineSettings.__dataclass_fields__ if hasattr(stored, name)}
+    if account is not None and account.fixed_currency:
+        values.update(currency_mode="fixed", fixed_currency=account.fixed_currency)
+    if account is not None and account.layout_number:
+        values["layout_number"] = account.layout_number
     return EngineSettings(
         **values,
         document_type=document_type,

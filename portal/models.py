@@ -65,23 +65,46 @@ class RunKind(str, enum.Enum):
                 "credit_note": "credit note", "payout": "payout"}[self.value]
 
 
+class Role(str, enum.Enum):
+    """What a user may do for their merchant. Members see the history and press Sync again; admins also
+    change settings and connections and manage users; the owner is an admin nobody else can remove."""
+
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+    @property
+    def rank(self) -> int:
+        return {"member": 0, "admin": 1, "owner": 2}[self.value]
+
+    def at_least(self, other: Role) -> bool:
+        return self.rank >= Role(other).rank
+
+
 # Runs that are finished: nothing will happen to them unless someone asks.
 FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.HELD, RunStatus.FAILED, RunStatus.SKIPPED)
 
 
 class Merchant(db.Model):
-    """A tenant: one business whose Stripe account is synced into one e-conomic agreement."""
+    """A tenant: one business whose Stripe accounts (one or several, e.g. one per country) are synced into one
+    e-conomic agreement."""
 
     __tablename__ = "merchants"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    # The unguessable part of this merchant's webhook URL (ids are sequential, so never used there).
-    webhook_key: Mapped[str] = mapped_column(String(64), unique=True, default=new_webhook_key)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     users: Mapped[list[User]] = relationship(back_populates="merchant")
     connection: Mapped[Connection | None] = relationship(back_populates="merchant", uselist=False)
+    stripe_accounts: Mapped[list[StripeAccount]] = relationship(back_populates="merchant", order_by="StripeAccount.id")
 
 
 class User(UserMixin, db.Model):
@@ -91,7 +114,7 @@ class User(UserMixin, db.Model):
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"), index=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
-    is_admin: Mapped[bool] = mapped_column(default=False)
+    role: Mapped[str] = mapped_column(String(20), default=Role.MEMBER, server_default=Role.MEMBER.value)  # Role
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Each signed-in session holds the version it was signed in with; raising it (sign-out, "Sign out
@@ -100,31 +123,84 @@ class User(UserMixin, db.Model):
 
     merchant: Mapped[Merchant] = relationship(back_populates="users")
 
+    @property
+    def role_enum(self) -> Role:
+        return Role(self.role)
+
+    @property
+    def is_admin(self) -> bool:
+        """An admin or the owner: may change settings and connections and manage users."""
+        return Role(self.role).at_least(Role.ADMIN)
+
+
+class StripeAccount(db.Model):
+    """One Stripe account feeding the merchant's e-conomic agreement: its key, its webhook URL and signing
+    secret, and where a merchant needs them, its own currency and layout. Runs are kept apart per account."""
+
+    __tablename__ = "stripe_accounts"
+    __table_args__ = (
+        # One Stripe account is connected once per merchant (its events would otherwise be entered twice).
+        db.Index("uq_stripe_accounts_merchant_account", "merchant_id", "stripe_account_ref", unique=True,
+                 sqlite_where=sa.text("stripe_account_ref IS NOT NULL"),
+                 postgresql_where=sa.text("stripe_account_ref IS NOT NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(100), default="Stripe")  # the merchant's name for it ("Denmark")
+    # The unguessable part of this account's webhook URL (ids are sequential, so never used there).
+    webhook_key: Mapped[str] = mapped_column(String(64), unique=True, default=new_webhook_key)
+    secret_key: Mapped[str | None] = mapped_column(EncryptedString(1024))
+    webhook_secret: Mapped[str | None] = mapped_column(EncryptedString(1024))
+    # The Stripe webhook endpoint (`we_…`) the portal created, whose signing secret is `webhook_secret`;
+    # None when there is none, or the merchant added the endpoint by hand.
+    webhook_endpoint_id: Mapped[str | None] = mapped_column(String(255))
+    # What Stripe says the key belongs to (GET /v1/account), read when the key is saved or tested.
+    stripe_account_ref: Mapped[str | None] = mapped_column(String(255))  # acct_…
+    stripe_account_name: Mapped[str | None] = mapped_column(String(255))
+    livemode: Mapped[bool | None] = mapped_column()
+    # The last connection test: when, whether it passed, and what it said.
+    checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    check_ok: Mapped[bool | None] = mapped_column()
+    check_message: Mapped[str | None] = mapped_column(String(1000))
+    # Overrides of the shared Customer & product settings, for this account's documents only.
+    fixed_currency: Mapped[str | None] = mapped_column(String(3))
+    layout_number: Mapped[int | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    merchant: Mapped[Merchant] = relationship(back_populates="stripe_accounts")
+
+    SECRET_FIELDS = ("secret_key", "webhook_secret")
+
+    @property
+    def name(self) -> str:
+        """How the portal names the account: the merchant's label, and Stripe's id once known."""
+        return f"{self.label} ({self.stripe_account_ref})" if self.stripe_account_ref else self.label
+
 
 class Connection(db.Model):
-    """A merchant's credentials for Stripe and e-conomic, encrypted at rest."""
+    """A merchant's e-conomic credentials, encrypted at rest (Stripe's are per account: StripeAccount)."""
 
     __tablename__ = "connections"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"), unique=True)
-    stripe_secret_key: Mapped[str | None] = mapped_column(EncryptedString(1024))
-    stripe_webhook_secret: Mapped[str | None] = mapped_column(EncryptedString(1024))
     economic_app_secret_token: Mapped[str | None] = mapped_column(EncryptedString(1024))
     economic_agreement_grant_token: Mapped[str | None] = mapped_column(EncryptedString(1024))
-    # The Stripe webhook endpoint (`we_…`) the portal created for the merchant, whose signing secret is
-    # `stripe_webhook_secret`; None when there is none, or the merchant added the endpoint by hand.
-    stripe_webhook_endpoint_id: Mapped[str | None] = mapped_column(String(255))
+    # The e-conomic agreement the tokens open, as its `/self` said when connected or last checked, and the
+    # last check's outcome (Test connection): what the Connections page shows as the connection's state.
+    economic_company_name: Mapped[str | None] = mapped_column(String(255))
+    economic_agreement_number: Mapped[int | None] = mapped_column()
+    economic_connected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    economic_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    economic_check_ok: Mapped[bool | None] = mapped_column()
+    economic_check_message: Mapped[str | None] = mapped_column(String(1000))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     merchant: Mapped[Merchant] = relationship(back_populates="connection")
 
-    SECRET_FIELDS = (
-        "stripe_secret_key",
-        "stripe_webhook_secret",
-        "economic_app_secret_token",
-        "economic_agreement_grant_token",
-    )
+    SECRET_FIELDS = ("economic_app_secret_token", "economic_agreement_grant_token")
 
 
 class WebhookEvent(db.Model):
@@ -144,10 +220,14 @@ class WebhookEvent(db.Model):
         # Payloads still kept, oldest first: pruning costs what it prunes.
         db.Index("ix_webhook_events_payload_kept", "received_at", sqlite_where=sa.text("payload <> ''"),
                  postgresql_where=sa.text("payload <> ''")),
+        # The Connections page's "last event received" per account.
+        db.Index("ix_webhook_events_account", "stripe_account_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"), index=True)
+    # The Stripe account whose webhook URL it came to (its key reads what the event names).
+    stripe_account_id: Mapped[int] = mapped_column(ForeignKey("stripe_accounts.id", ondelete="CASCADE"))
     stripe_event_id: Mapped[str] = mapped_column(String(255))
     type: Mapped[str] = mapped_column(String(100))
     livemode: Mapped[bool] = mapped_column(default=False)
@@ -270,7 +350,7 @@ class SyncRun(db.Model):
     """One Stripe object entered in e-conomic once: the unit of idempotency. Its `kind` says what: an invoice
     made into one e-conomic document, or a payment, refund, credit note or payout after it.
 
-    Unique per (merchant, kind, Stripe object), so duplicate or out-of-order events, or a rule changed
+    Unique per (merchant, Stripe account, kind, Stripe object), so duplicate or out-of-order events, or a rule changed
     between them, never make a second document: a later trigger advances the run (a draft invoice
     booked). The rule it was queued under is copied in, so saving new rules never changes runs queued.
     """
@@ -279,9 +359,10 @@ class SyncRun(db.Model):
     __table_args__ = (
         # One run, so one e-conomic document or entry, per Stripe object; a later trigger advances it. Runs
         # made before this rule (a second document type for one invoice) stay, marked superseded.
-        db.Index("uq_sync_runs_object", "merchant_id", "kind", "stripe_object_id", unique=True,
+        db.Index("uq_sync_runs_object", "merchant_id", "stripe_account_id", "kind", "stripe_object_id", unique=True,
                  sqlite_where=sa.text("superseded_by IS NULL"), postgresql_where=sa.text("superseded_by IS NULL")),
         db.Index("ix_sync_runs_invoice", "merchant_id", "stripe_invoice_id"),
+        db.Index("ix_sync_runs_account_updated", "stripe_account_id", "updated_at", "id"),
         db.Index("ix_sync_runs_payment_ref", "merchant_id", "stripe_payment_ref"),
         db.Index("ix_sync_runs_merchant_updated", "merchant_id", "updated_at", "id"),
         # The requeue pass's runs: only those not finished, whatever the table's size.
@@ -294,6 +375,8 @@ class SyncRun(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"))
+    # The Stripe account the object is in: runs of two accounts never meet, whatever their ids.
+    stripe_account_id: Mapped[int] = mapped_column(ForeignKey("stripe_accounts.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(20), default=RunKind.INVOICE, server_default=RunKind.INVOICE.value)
     # in_…, inpay_…, re_…, cn_…, po_…; an invoice run's is its invoice.
     stripe_object_id: Mapped[str] = mapped_column(String(255), default=_the_runs_invoice)
@@ -456,6 +539,7 @@ class Backfill(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"), index=True)
+    stripe_account_id: Mapped[int] = mapped_column(ForeignKey("stripe_accounts.id", ondelete="CASCADE"))
     date_from: Mapped[date] = mapped_column(db.Date)
     date_to: Mapped[date] = mapped_column(db.Date)
     status: Mapped[str] = mapped_column(String(20), default="listing")  # listing, syncing, done, failed
@@ -495,3 +579,70 @@ def insert_if_absent(model, values: dict, unique: list[str], on: Session | sa.Co
     except IntegrityError:
         return None
     return result.inserted_primary_key[0]
+
+
+class Invitation(db.Model):
+    """A one-time link for someone to join the merchant's team with a role; only the token's hash is kept."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(254))
+    role: Mapped[str] = mapped_column(String(20), default=Role.MEMBER)  # Role
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 of the link's token, hex
+    invited_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    invited_by_email: Mapped[str | None] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    merchant: Mapped[Merchant] = relationship()
+
+
+class AuditArea(str, enum.Enum):
+    """What an audit event is about."""
+
+    SETTINGS = "settings"
+    CONNECTION = "connection"
+    USER = "user"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def label(self) -> str:
+        return {"settings": "Settings", "connection": "Connections", "user": "Users"}[self.value]
+
+
+class AuditEvent(db.Model):
+    """Who changed which setting, connection or user, and when: old and new values, never a secret."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (db.Index("ix_audit_events_merchant_id_id", "merchant_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor_email: Mapped[str] = mapped_column(String(254))  # kept when the user is removed; "command line", …
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    area: Mapped[str] = mapped_column(String(20))  # AuditArea
+    action: Mapped[str] = mapped_column(String(40))  # created, changed, removed, …
+    subject: Mapped[str] = mapped_column(String(300))  # "Invoice Sync Rules", "anna@bikes.dk", …
+    changes: Mapped[str] = mapped_column(db.Text, default="[]")  # JSON: [{"field", "old", "new"} | {"field", "secret": true}]
+
+
+class EconomicInstallState(db.Model):
+    """One "Connect e-conomic" round trip: the state sent to e-conomic inside the redirect URL, kept only as
+    its SHA-256. It comes back once, to the user who started it, within its lifetime; `used_at` is set by
+    a conditional UPDATE, so a replay finds it used even when two returns race."""
+
+    __tablename__ = "economic_install_states"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -10,8 +10,11 @@ import re
 import time
 from dataclasses import dataclass
 
+from sqlalchemy import select
+
 from portal.auth.services import merchant_create, user_create
 from portal.extensions import db
+from portal.models import Role, StripeAccount
 
 PASSWORD = "correct horse battery staple"
 
@@ -36,14 +39,37 @@ class Account:
     webhook_key: str
     user_id: int
     email: str
+    stripe_account_id: int  # the merchant's first Stripe account, whose webhook URL `webhook_key` is
 
 
 def make_account(merchant_name: str = "Acme ApS", email: str = "owner@acme.test", password: str = PASSWORD) -> Account:
-    """A merchant and its admin (call inside an app context); plain values, usable after it closes."""
+    """A merchant and its owner (call inside an app context); plain values, usable after it closes."""
     merchant = merchant_create(merchant_name)
-    user = user_create(merchant, email, password, is_admin=True)
+    user = user_create(merchant, email, password, role=Role.OWNER)
     db.session.commit()
-    return Account(merchant.id, merchant.name, merchant.webhook_key, user.id, user.email)
+    first = merchant.stripe_accounts[0]
+    return Account(merchant.id, merchant.name, first.webhook_key, user.id, user.email, first.id)
+
+
+def first_stripe_account(merchant_id: int) -> int:
+    """The id of the merchant's first Stripe account (call inside an app context)."""
+    return db.session.scalar(select(StripeAccount.id).where(StripeAccount.merchant_id == merchant_id).order_by(StripeAccount.id))
+
+
+def stripe_connect(merchant_id: int, secret_key: str | None = None, webhook_secret: str | None = None,
+                   label: str | None = None, new: bool = False) -> StripeAccount:
+    """Give the merchant's first Stripe account (or, with `new`, another one) a key and signing secret, as the
+    Connections page stores them (call inside an app context; the caller commits)."""
+    account = None if new else db.session.scalar(
+        select(StripeAccount).where(StripeAccount.merchant_id == merchant_id).order_by(StripeAccount.id))
+    if account is None:
+        account = StripeAccount(merchant_id=merchant_id)
+        db.session.add(account)
+    account.secret_key, account.webhook_secret = secret_key, webhook_secret
+    if label:
+        account.label = label
+    db.session.flush()
+    return account
 
 
 def login(client, email: str, password: str = PASSWORD, next_url: str | None = None):

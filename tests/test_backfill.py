@@ -10,9 +10,9 @@ from responses import matchers
 
 from portal.runs.backfill import backfill_job, backfill_progress
 from portal.extensions import db
-from portal.models import Backfill, Connection, SyncRun
+from portal.models import Backfill, SyncRun
 
-from .helpers import csrf_token, login
+from .helpers import csrf_token, login, stripe_connect, first_stripe_account
 
 DATA = Path(__file__).parent / "data"
 
@@ -25,7 +25,7 @@ def invoice(n, status="paid", total=1000):
 @pytest.fixture
 def connected(app, account):
     with app.app_context():
-        db.session.add(Connection(merchant_id=account.merchant_id, stripe_secret_key="sk_test_backfill"))
+        stripe_connect(account.merchant_id, "sk_test_backfill")
         db.session.commit()
     return account
 
@@ -41,7 +41,7 @@ def test_backfill_pages_through_stripe_and_queues_each_matching_invoice_once(app
     responses.get("https://api.stripe.com/v1/invoices", json={"object": "list", "data": page2, "has_more": False, "url": "/v1/invoices"},
                   match=[matchers.query_param_matcher({"created[gte]": str(start), "created[lt]": str(end), "limit": "100", "starting_after": "in_backfill_100"})])
     with app.app_context():
-        db.session.add(SyncRun(merchant_id=connected.merchant_id, stripe_invoice_id="in_backfill_5", document_type="draft_invoice", trigger="paid", status="succeeded"))
+        db.session.add(SyncRun(merchant_id=connected.merchant_id, stripe_account_id=first_stripe_account(connected.merchant_id), stripe_invoice_id="in_backfill_5", document_type="draft_invoice", trigger="paid", status="succeeded"))
         db.session.commit()
     login(client, connected.email)
     token = csrf_token(client, "/history/backfill")
@@ -92,12 +92,12 @@ def test_bad_ranges_are_refused_clearly(app, client, connected, data, message):
 
 def test_held_and_skipped_runs_count_as_finished_so_a_backfill_completes(app, account):
     with app.app_context():
-        backfill = Backfill(merchant_id=account.merchant_id, date_from=datetime(2026, 11, 1).date(),
+        backfill = Backfill(merchant_id=account.merchant_id, stripe_account_id=first_stripe_account(account.merchant_id), date_from=datetime(2026, 11, 1).date(),
                             date_to=datetime(2026, 11, 30).date(), status="syncing", runs_created=4)
         db.session.add(backfill)
         db.session.flush()
         for n, status in enumerate(("succeeded", "held", "skipped", "failed")):
-            db.session.add(SyncRun(merchant_id=account.merchant_id, stripe_invoice_id=f"in_done_{n}", document_type="draft_invoice",
+            db.session.add(SyncRun(merchant_id=account.merchant_id, stripe_account_id=first_stripe_account(account.merchant_id), stripe_invoice_id=f"in_done_{n}", document_type="draft_invoice",
                                    trigger="paid", status=status, backfill_id=backfill.id))
         db.session.commit()
         assert backfill_progress(backfill) == {"finished": 4, "total": 4, "percent": 100}
@@ -113,13 +113,13 @@ def test_a_backfill_whose_job_died_while_listing_is_listed_again_and_makes_nothi
     listed = [invoice(n) for n in range(1, 4)]
     responses.get("https://api.stripe.com/v1/invoices", json={"object": "list", "data": listed, "has_more": False, "url": "/v1/invoices"})
     with app.app_context():
-        backfill = Backfill(merchant_id=connected.merchant_id, date_from=datetime(2026, 10, 1).date(),
+        backfill = Backfill(merchant_id=connected.merchant_id, stripe_account_id=first_stripe_account(connected.merchant_id), date_from=datetime(2026, 10, 1).date(),
                             date_to=datetime(2026, 10, 31).date(), status="listing", invoices_listed=2, runs_created=2,
                             heartbeat_at=datetime.now(timezone.utc) - timedelta(minutes=5))  # its job died two invoices in
         db.session.add(backfill)
         db.session.flush()
         for n in (1, 2):
-            db.session.add(SyncRun(merchant_id=connected.merchant_id, stripe_invoice_id=f"in_backfill_{n}", document_type="draft_invoice",
+            db.session.add(SyncRun(merchant_id=connected.merchant_id, stripe_account_id=first_stripe_account(connected.merchant_id), stripe_invoice_id=f"in_backfill_{n}", document_type="draft_invoice",
                                    trigger="paid", status="queued", backfill_id=backfill.id))
         db.session.commit()
         assert sync_run_requeue_pending() == 3  # the backfill's listing job, and its two runs that had no job

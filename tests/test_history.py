@@ -9,14 +9,14 @@ import pytest
 from portal.extensions import db
 from portal.models import AuditRow, SyncRun, WebhookEvent
 
-from .helpers import csrf_token, login
+from .helpers import csrf_token, login, first_stripe_account
 
 BASE = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 
 
 def add_run(merchant_id, n, status="succeeded", minutes=0, **fields):
     values = dict(
-        merchant_id=merchant_id, stripe_invoice_id=f"in_{merchant_id}_{n}", document_type="draft_invoice",
+        merchant_id=merchant_id, stripe_account_id=first_stripe_account(merchant_id), stripe_invoice_id=f"in_{merchant_id}_{n}", document_type="draft_invoice",
         trigger="paid", status=status, stripe_invoice_number=f"INV-{n:05d}", customer_name=f"Customer {n}",
         customer_email=f"c{n}@shop.test", currency="DKK", total_minor=12345 + n, attempts=1,
         updated_at=BASE + timedelta(minutes=minutes or n), created_at=BASE,
@@ -107,7 +107,7 @@ def test_the_invoice_timeline_shows_events_steps_values_and_errors(app, signed_i
     with app.app_context():
         run = add_run(account.merchant_id, 7, status="failed", last_error="e-conomic refused document: delivery.city: City is too long.")
         db.session.flush()
-        db.session.add(WebhookEvent(merchant_id=account.merchant_id, stripe_event_id="evt_7", type="invoice.paid", stripe_invoice_id=run.stripe_invoice_id, payload="{}", outcome="queued", sync_run_id=run.id))
+        db.session.add(WebhookEvent(merchant_id=account.merchant_id, stripe_account_id=first_stripe_account(account.merchant_id), stripe_event_id="evt_7", type="invoice.paid", stripe_invoice_id=run.stripe_invoice_id, payload="{}", outcome="queued", sync_run_id=run.id))
         db.session.add(AuditRow(run_id=run.id, merchant_id=account.merchant_id, attempt=1, step="customer", outcome="found", numbers="customer 5001", duration_ms=12))
         db.session.add(AuditRow(run_id=run.id, merchant_id=account.merchant_id, attempt=1, step="document", outcome="failed", error="delivery.city: City is too long.", summary='{"mapped": {"delivery.city": "København K"}}', duration_ms=40))
         db.session.commit()
@@ -146,7 +146,7 @@ def test_sync_again_needs_csrf(app, signed_in, account):
 
 def test_an_ignored_event_can_be_synced_now(app, signed_in, account):
     with app.app_context():
-        event = WebhookEvent(merchant_id=account.merchant_id, stripe_event_id="evt_ign", type="invoice.sent", stripe_invoice_id="in_ignored", payload="{}", outcome="ignored", ignored_reason="The rule creates documents when the invoice is Paid")
+        event = WebhookEvent(merchant_id=account.merchant_id, stripe_account_id=first_stripe_account(account.merchant_id), stripe_event_id="evt_ign", type="invoice.sent", stripe_invoice_id="in_ignored", payload="{}", outcome="ignored", ignored_reason="The rule creates documents when the invoice is Paid")
         db.session.add(event)
         db.session.commit()
         event_id = event.id
@@ -186,7 +186,7 @@ def test_the_overview_counts_outcomes(app, signed_in, account):
 def test_events_received_but_not_yet_read_show_and_keep_the_list_polling(app, client, account):
     with app.app_context():
         for n in range(2):
-            db.session.add(WebhookEvent(merchant_id=account.merchant_id, stripe_event_id=f"evt_waiting_{n}", type="invoice.paid",
+            db.session.add(WebhookEvent(merchant_id=account.merchant_id, stripe_account_id=first_stripe_account(account.merchant_id), stripe_event_id=f"evt_waiting_{n}", type="invoice.paid",
                                         payload="{}", outcome="received", received_at=datetime.now(timezone.utc)))
         db.session.commit()
     login(client, account.email)

@@ -15,7 +15,7 @@ from portal.extensions import db
 from portal.models import SyncRun
 from portal.sync.vat import Figures, reconcile
 
-from .helpers import csrf_token, login
+from .helpers import csrf_token, login, first_stripe_account
 
 BASE = datetime(2026, 11, 27, 9, 30, tzinfo=timezone.utc)
 
@@ -38,7 +38,7 @@ def totals_json(currency, stripe, economic, rounding="0"):
 
 def add_run(merchant_id, n, status="succeeded", **fields):
     values = dict(
-        merchant_id=merchant_id, stripe_invoice_id=f"in_held_{n}", document_type="booked_invoice", trigger="paid",
+        merchant_id=merchant_id, stripe_account_id=first_stripe_account(merchant_id), stripe_invoice_id=f"in_held_{n}", document_type="booked_invoice", trigger="paid",
         status=status, stripe_invoice_number=f"INV-{n:05d}", customer_name=f"Customer {n}", customer_email=f"c{n}@shop.test",
         currency="DKK", total_minor=862000, attempts=1, updated_at=BASE + timedelta(minutes=n), created_at=BASE,
     )

@@ -6,11 +6,12 @@ from datetime import datetime, timezone
 import pytest
 import responses
 
+from portal.auth.services import user_create
 from portal.extensions import db
 from portal.main.checklist import setup_checklist
-from portal.models import Connection, RunKind, SyncRule, SyncRun, SyncSettings, WebhookEvent
+from portal.models import Connection, Merchant, Role, RunKind, SyncRule, SyncRun, SyncSettings, WebhookEvent
 
-from .helpers import login
+from .helpers import PASSWORD, login, stripe_connect
 
 TITLES = ["Stripe connected", "e-conomic connected", "Invoice Sync Rules saved",
           "Customer & product settings complete", "First invoice synced"]
@@ -54,7 +55,7 @@ def test_a_new_merchant_sees_five_steps_none_done_connections_first(app, client,
     checklist = html[html.index('<ol class="checklist">'):]
     links = re.findall(r'<a href="([^"]*)">', checklist)
     assert links == ["/connections", "/connections", "/rules", "/customer-product-settings", "/history"]
-    assert "No event received yet: add the webhook URL in Stripe (Connections)." in html
+    assert "No event received yet: create the webhook endpoint on the Connections page." in html
     assert "Still to choose: Payment Terms, Customer Group, VAT Zone for domestic customers, Invoice Layout." in html
     assert "No invoice synced yet" in html
     assert len(no_http.calls) == 0
@@ -72,12 +73,13 @@ def test_each_step_turns_done_as_its_state_appears(app, client, account, no_http
     merchant = account.merchant_id
     assert done_of(app, merchant) == [False] * 5
 
-    add(app, Connection(merchant_id=merchant, stripe_secret_key="sk_test_123"))
+    with app.app_context():
+        stripe_connect(merchant, "sk_test_123")
+        db.session.commit()
     assert done_of(app, merchant) == [True, False, False, False, False]
 
     with app.app_context():
-        connection = db.session.scalar(db.select(Connection).filter_by(merchant_id=merchant))
-        connection.economic_app_secret_token = "app-secret"
+        db.session.add(Connection(merchant_id=merchant, economic_app_secret_token="app-secret"))
         db.session.commit()
     assert done_of(app, merchant)[1] is False  # one token is not a pair
     with app.app_context():
@@ -100,16 +102,16 @@ def test_each_step_turns_done_as_its_state_appears(app, client, account, no_http
         db.session.commit()
     assert done_of(app, merchant) == [True, True, True, True, False]
 
-    add(app, SyncRun(merchant_id=merchant, stripe_invoice_id="in_held", document_type="draft_invoice", trigger="paid", status="held"),
-        SyncRun(merchant_id=merchant, stripe_invoice_id="in_failed", document_type="draft_invoice", trigger="paid", status="failed"),
-        SyncRun(merchant_id=merchant, stripe_invoice_id="in_queued", document_type="draft_invoice", trigger="paid", status="queued"),
-        SyncRun(merchant_id=merchant, kind=RunKind.PAYMENT, stripe_object_id="inpay_1", stripe_invoice_id="in_x",
+    add(app, SyncRun(merchant_id=merchant, stripe_account_id=account.stripe_account_id, stripe_invoice_id="in_held", document_type="draft_invoice", trigger="paid", status="held"),
+        SyncRun(merchant_id=merchant, stripe_account_id=account.stripe_account_id, stripe_invoice_id="in_failed", document_type="draft_invoice", trigger="paid", status="failed"),
+        SyncRun(merchant_id=merchant, stripe_account_id=account.stripe_account_id, stripe_invoice_id="in_queued", document_type="draft_invoice", trigger="paid", status="queued"),
+        SyncRun(merchant_id=merchant, stripe_account_id=account.stripe_account_id, kind=RunKind.PAYMENT, stripe_object_id="inpay_1", stripe_invoice_id="in_x",
                 document_type="draft_invoice", trigger="paid", status="succeeded"))  # not an invoice
     first = steps_of(app, merchant)[4]
     assert not first.done and first.endpoint == "history.index"
     assert first.detail.startswith("No invoice synced yet: 1 waiting, 1 failed, 1 held for review")
 
-    add(app, SyncRun(merchant_id=merchant, stripe_invoice_id="in_ok", stripe_invoice_number="ACME-0007",
+    add(app, SyncRun(merchant_id=merchant, stripe_account_id=account.stripe_account_id, stripe_invoice_id="in_ok", stripe_invoice_number="ACME-0007",
                      document_type="draft_invoice", trigger="paid", status="succeeded"))
     assert done_of(app, merchant) == [True] * 5
 
@@ -129,7 +131,7 @@ def test_a_fixed_currency_is_needed_only_when_chosen(app, account):
 
 def test_the_event_sub_state_shows_the_last_event_time(app, client, account, no_http):
     merchant = account.merchant_id
-    add(app, *(WebhookEvent(merchant_id=merchant, stripe_event_id=f"evt_{n}", type="invoice.paid", payload="{}",
+    add(app, *(WebhookEvent(merchant_id=merchant, stripe_account_id=account.stripe_account_id, stripe_event_id=f"evt_{n}", type="invoice.paid", payload="{}",
                             received_at=datetime(2026, 3, day, 9, 30, tzinfo=timezone.utc))
                for n, day in ((1, 2), (2, 5), (3, 4))))
     login(client, account.email)
@@ -140,13 +142,16 @@ def test_the_event_sub_state_shows_the_last_event_time(app, client, account, no_
 
 def test_another_merchants_rows_never_tick_this_merchants_steps(app, client, account, other_account, no_http):
     theirs = other_account.merchant_id
-    add(app, Connection(merchant_id=theirs, stripe_secret_key="sk_theirs", economic_app_secret_token="a",
+    with app.app_context():
+        stripe_connect(theirs, "sk_theirs")
+        db.session.commit()
+    add(app, Connection(merchant_id=theirs, economic_app_secret_token="a",
                         economic_agreement_grant_token="b"),
         SyncRule(merchant_id=theirs), SyncSettings(merchant_id=theirs, **COMPLETE_SETTINGS),
-        SyncRun(merchant_id=theirs, stripe_invoice_id="in_theirs", stripe_invoice_number="THEIRS-1",
+        SyncRun(merchant_id=theirs, stripe_account_id=other_account.stripe_account_id, stripe_invoice_id="in_theirs", stripe_invoice_number="THEIRS-1",
                 document_type="draft_invoice", trigger="paid", status="succeeded"),
-        SyncRun(merchant_id=theirs, stripe_invoice_id="in_theirs_failed", document_type="draft_invoice", trigger="paid", status="failed"),
-        WebhookEvent(merchant_id=theirs, stripe_event_id="evt_theirs", type="invoice.paid", payload="{}"))
+        SyncRun(merchant_id=theirs, stripe_account_id=other_account.stripe_account_id, stripe_invoice_id="in_theirs_failed", document_type="draft_invoice", trigger="paid", status="failed"),
+        WebhookEvent(merchant_id=theirs, stripe_account_id=other_account.stripe_account_id, stripe_event_id="evt_theirs", type="invoice.paid", payload="{}"))
     assert done_of(app, theirs) == [True] * 5
     assert done_of(app, account.merchant_id) == [False] * 5
 
@@ -156,3 +161,26 @@ def test_another_merchants_rows_never_tick_this_merchants_steps(app, client, acc
     assert "No event received yet" in html
     assert "No invoice synced yet: one is synced" in html
     assert len(no_http.calls) == 0
+
+
+def test_a_member_sees_the_steps_but_links_only_to_pages_they_may_open(app, client, account, no_http):
+    with app.app_context():
+        merchant = db.session.get(Merchant, account.merchant_id)
+        user_create(merchant, "member@acme.test", PASSWORD, role=Role.MEMBER)
+        db.session.commit()
+    login(client, "member@acme.test")
+    html = client.get("/").get_data(as_text=True)
+    checklist = html[html.index('<ol class="checklist">'):html.index("</ol>")]
+    assert re.findall(r'<a href="([^"]*)">', checklist) == ["/history"]
+    assert "<strong>Stripe connected</strong>" in checklist
+    assert "Your admins set up connections and settings" in html
+
+
+def test_the_economic_step_names_the_agreement_and_a_failed_check(app, account, no_http):
+    add(app, Connection(merchant_id=account.merchant_id, economic_app_secret_token="a", economic_agreement_grant_token="b",
+                        economic_company_name="Acme ApS", economic_agreement_number=123456,
+                        economic_checked_at=datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc), economic_check_ok=False,
+                        economic_check_message="e-conomic answered 401: the grant was revoked."))
+    step = steps_of(app, account.merchant_id)[1]
+    assert step.detail == "Connected as Acme ApS (agreement 123456)."
+    assert step.note.startswith("The last check, ") and step.note.endswith("failed: e-conomic answered 401: the grant was revoked.")

@@ -236,7 +236,7 @@ def test_a_backfill_enters_the_ranges_payments_and_payouts_too(app, base_config,
     try:
         with app.app_context():
             today = date.today()
-            backfill_create(books.merchant_id, today.replace(day=1) if today.day > 1 else today, today)
+            backfill_create(books.merchant_id, books.stripe_account_id, today.replace(day=1) if today.day > 1 else today, today)
             db.session.remove()
         wait_for(lambda: all_finished(app, 5), timeout=60, what="2 invoices, 2 payments and the payout")
     finally:

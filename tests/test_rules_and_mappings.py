@@ -7,9 +7,9 @@ import pytest
 import responses
 
 from portal.extensions import db
-from portal.models import Connection, FieldMapping, SyncRule, WebhookEvent
+from portal.models import FieldMapping, SyncRule, WebhookEvent
 
-from .helpers import csrf_token, login
+from .helpers import csrf_token, login, stripe_connect, first_stripe_account
 
 DATA = Path(__file__).parent / "data"
 
@@ -234,7 +234,7 @@ def test_mappings_never_leak_between_merchants(app, client, account, other_accou
 
 def stripe_key(app, merchant_id):
     with app.app_context():
-        db.session.add(Connection(merchant_id=merchant_id, stripe_secret_key="sk_test_preview0000000000"))
+        stripe_connect(merchant_id, "sk_test_preview0000000000")
         db.session.commit()
 
 
@@ -275,7 +275,7 @@ def test_preview_refuses_bad_ids_and_a_missing_key(app, signed_in, account):
 def test_preview_offers_the_merchants_recent_invoices_only(app, signed_in, account, other_account):
     with app.app_context():
         for merchant_id, invoice_id in ((account.merchant_id, "in_mine"), (other_account.merchant_id, "in_theirs")):
-            db.session.add(WebhookEvent(merchant_id=merchant_id, stripe_event_id=f"evt_{invoice_id}", type="invoice.paid", stripe_invoice_id=invoice_id, payload="{}"))
+            db.session.add(WebhookEvent(merchant_id=merchant_id, stripe_account_id=first_stripe_account(merchant_id), stripe_event_id=f"evt_{invoice_id}", type="invoice.paid", stripe_invoice_id=invoice_id, payload="{}"))
         db.session.commit()
     page = signed_in.get("/mappings").get_data(as_text=True)
     assert '<option value="in_mine">' in page

@@ -15,7 +15,7 @@ from portal.runs.jobs import events_dispatch_job, sync_run_execute
 from portal.runs.recovery import sync_run_requeue_pending
 from portal.runs.services import sync_run_create
 
-from .helpers import event_payload, stripe_signature
+from .helpers import event_payload, stripe_signature, stripe_connect, first_stripe_account
 
 DATA = Path(__file__).parent / "data"
 SECRET = "whsec_runs_secret"
@@ -24,8 +24,8 @@ SECRET = "whsec_runs_secret"
 @pytest.fixture
 def merchant(app, account):
     with app.app_context():
-        db.session.add(Connection(merchant_id=account.merchant_id, stripe_webhook_secret=SECRET,
-                                  stripe_secret_key="sk_test_runs", economic_app_secret_token="app",
+        stripe_connect(account.merchant_id, "sk_test_runs", SECRET)
+        db.session.add(Connection(merchant_id=account.merchant_id, economic_app_secret_token="app",
                                   economic_agreement_grant_token="grant"))
         db.session.commit()
     return account
@@ -203,7 +203,7 @@ def test_a_rule_changed_between_sent_and_paid_books_the_draft_instead_of_making_
 def test_a_rule_change_never_doubles_a_document(app, client, merchant, has, number_field, wanted, reason):
     payload_event = event()
     with app.app_context():
-        db.session.add(SyncRun(merchant_id=merchant.merchant_id, stripe_invoice_id=payload_event["data"]["object"]["id"],
+        db.session.add(SyncRun(merchant_id=merchant.merchant_id, stripe_account_id=first_stripe_account(merchant.merchant_id), stripe_invoice_id=payload_event["data"]["object"]["id"],
                                document_type=has, trigger="paid", status="succeeded", **{number_field: 20001}))
         db.session.add(SyncRule(merchant_id=merchant.merchant_id, trigger="paid", document_type=wanted))
         db.session.commit()
@@ -270,7 +270,7 @@ def test_an_event_no_rule_uses_is_ignored_without_asking_stripe(app, client, mer
 def test_a_voided_event_for_a_booked_invoice_flags_a_credit_note(app, client, merchant):
     voided = event("invoice.voided", status="void")
     with app.app_context():
-        db.session.add(SyncRun(merchant_id=merchant.merchant_id, stripe_invoice_id=voided["data"]["object"]["id"],
+        db.session.add(SyncRun(merchant_id=merchant.merchant_id, stripe_account_id=first_stripe_account(merchant.merchant_id), stripe_invoice_id=voided["data"]["object"]["id"],
                                document_type="booked_invoice", trigger="paid", status="succeeded", economic_booked_number=20001))
         db.session.commit()
     deliver(client, merchant, voided)
@@ -328,8 +328,8 @@ def test_a_run_whose_job_failed_in_redis_or_was_forgotten_is_queued_again(app, m
     """The requeue pass trusts the database: a job in RQ's failed registry, or gone, is no reason to wait."""
     app.config["REQUEUE_AFTER_SECONDS"] = 0
     with app.app_context():
-        failed, _ = sync_run_create(merchant.merchant_id, "in_failed_job", SyncRule(trigger="paid", document_type="draft_invoice", write_back_to_stripe=False))
-        forgotten, _ = sync_run_create(merchant.merchant_id, "in_forgotten_job", SyncRule(trigger="paid", document_type="draft_invoice", write_back_to_stripe=False))
+        failed, _ = sync_run_create(merchant.merchant_id, merchant.stripe_account_id, "in_failed_job", SyncRule(trigger="paid", document_type="draft_invoice", write_back_to_stripe=False))
+        forgotten, _ = sync_run_create(merchant.merchant_id, merchant.stripe_account_id, "in_forgotten_job", SyncRule(trigger="paid", document_type="draft_invoice", write_back_to_stripe=False))
         q = queue(app)
         job = q.enqueue("bench.jobs.noop", job_id=f"{app.config['REDIS_KEY_PREFIX']}-sync-run-{failed.id}-attempt-1")
         job.set_status("failed")
@@ -347,7 +347,7 @@ def test_sync_again_on_a_retrying_run_queues_it_now_and_drops_the_scheduled_retr
     from portal.runs.services import sync_run_again
 
     with app.app_context():
-        run, _ = sync_run_create(merchant.merchant_id, "in_retrying", SyncRule(trigger="paid", document_type="draft_invoice", write_back_to_stripe=False))
+        run, _ = sync_run_create(merchant.merchant_id, merchant.stripe_account_id, "in_retrying", SyncRule(trigger="paid", document_type="draft_invoice", write_back_to_stripe=False))
         run.status, run.attempts = "retrying", 1
         db.session.commit()
         sync_run_enqueue(run, delay_seconds=6 * 3600)
@@ -379,7 +379,7 @@ def test_executing_a_run_records_numbers_audit_rows_and_totals(app, merchant):
     responses.post(f"https://api.stripe.com/v1/invoices/{invoice['id']}", json=invoice)
     responses.post("https://restapi.e-conomic.com/invoices/drafts", json={"draftInvoiceNumber": 314, "netAmount": 8620.0, "vatAmount": 2155.0, "grossAmount": 10775.0})
     with app.app_context():
-        run, _ = sync_run_create(merchant.merchant_id, invoice["id"], SyncRule(trigger="paid", document_type="draft_invoice", write_back_to_stripe=True))
+        run, _ = sync_run_create(merchant.merchant_id, merchant.stripe_account_id, invoice["id"], SyncRule(trigger="paid", document_type="draft_invoice", write_back_to_stripe=True))
         db.session.commit()
         assert sync_run_execute(run.id) == "succeeded"
         run = db.session.get(SyncRun, run.id)
@@ -396,7 +396,7 @@ def test_executing_a_run_records_numbers_audit_rows_and_totals(app, merchant):
 @responses.activate
 def test_a_permanent_failure_ends_failed_with_the_reason_and_no_retry(app, merchant):
     with app.app_context():
-        run, _ = sync_run_create(merchant.merchant_id, "in_missing", SyncRule(merchant_id=merchant.merchant_id, trigger="paid", document_type="draft_invoice", write_back_to_stripe=True))
+        run, _ = sync_run_create(merchant.merchant_id, merchant.stripe_account_id, "in_missing", SyncRule(merchant_id=merchant.merchant_id, trigger="paid", document_type="draft_invoice", write_back_to_stripe=True))
         db.session.commit()
         responses.get("https://api.stripe.com/v1/invoices/in_missing", status=404, json={"error": {"message": "No such invoice: 'in_missing'", "type": "invalid_request_error"}})
         assert sync_run_execute(run.id) == "failed"
@@ -407,7 +407,7 @@ def test_a_permanent_failure_ends_failed_with_the_reason_and_no_retry(app, merch
 @responses.activate
 def test_a_transient_failure_schedules_a_retry_with_backoff(app, merchant):
     with app.app_context():
-        run, _ = sync_run_create(merchant.merchant_id, "in_flaky", SyncRule(merchant_id=merchant.merchant_id, trigger="paid", document_type="draft_invoice", write_back_to_stripe=True))
+        run, _ = sync_run_create(merchant.merchant_id, merchant.stripe_account_id, "in_flaky", SyncRule(merchant_id=merchant.merchant_id, trigger="paid", document_type="draft_invoice", write_back_to_stripe=True))
         db.session.commit()
         responses.get("https://api.stripe.com/v1/invoices/in_flaky", status=503, json={"error": {"message": "Stripe is down", "type": "api_error"}})
         assert sync_run_execute(run.id) == "retrying"
@@ -427,7 +427,7 @@ def test_event_payloads_are_emptied_after_their_retention_and_the_rows_kept(app,
     now = datetime.now(timezone.utc)
     with app.app_context():
         for n, (age_days, outcome) in enumerate(((31, "queued"), (31, "received"), (29, "ignored"), (45, "ignored"))):
-            db.session.add(WebhookEvent(merchant_id=merchant.merchant_id, stripe_event_id=f"evt_old_{n}", type="invoice.paid",
+            db.session.add(WebhookEvent(merchant_id=merchant.merchant_id, stripe_account_id=first_stripe_account(merchant.merchant_id), stripe_event_id=f"evt_old_{n}", type="invoice.paid",
                                         payload='{"id": "evt"}', outcome=outcome, received_at=now - timedelta(days=age_days)))
         db.session.commit()
         assert event_payloads_prune() == 2

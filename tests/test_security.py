@@ -1,6 +1,7 @@
 import re
 
 from portal import create_app
+from portal.extensions import db
 
 from .helpers import login
 
@@ -13,6 +14,16 @@ def test_security_headers_and_a_strict_csp(client):
     assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_forms_post_only_to_the_portal_and_to_economics_grant_page_when_the_app_is_set_up(base_config, client):
+    assert "form-action 'self';" in client.get("/login").headers["Content-Security-Policy"] + ";"
+    installing = create_app({**base_config, "ECONOMIC_APP_PUBLIC_TOKEN": "public", "ECONOMIC_APP_SECRET_TOKEN": "secret",
+                             "ECONOMIC_INSTALL_URL": "https://secure.e-conomic.com/secure/api1/requestaccess.aspx"})
+    csp = installing.test_client().get("/login").headers["Content-Security-Policy"]
+    assert "form-action 'self' https://secure.e-conomic.com;" in csp + ";"
+    with installing.app_context():
+        db.engine.dispose()
 
 
 def test_pages_need_no_inline_script_or_style(client, account):

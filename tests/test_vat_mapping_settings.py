@@ -17,7 +17,7 @@ from portal.settings.vat_mapping import treatment_from_key
 from portal.sync.vat import VatChoice
 
 from . import helpers
-from .helpers import csrf_token, login
+from .helpers import csrf_token, login, stripe_connect
 from .test_customer_product_settings import API, LISTS, settings_of, valid_post
 
 STRIPE = "https://api.stripe.com"
@@ -48,8 +48,8 @@ def mock_stripe(tax_rates=(), invoices=()):
 
 def connect(app, merchant_id, stripe=False):
     with app.app_context():
-        db.session.add(Connection(merchant_id=merchant_id, economic_app_secret_token="app-token", economic_agreement_grant_token="grant-token",
-                                  stripe_secret_key="sk_test_vatmapping" if stripe else None))
+        db.session.add(Connection(merchant_id=merchant_id, economic_app_secret_token="app-token", economic_agreement_grant_token="grant-token"))
+        stripe_connect(merchant_id, "sk_test_vatmapping" if stripe else None)
         db.session.add(SyncSettings(merchant_id=merchant_id, home_country="DK", vat_zone_domestic=1, vat_zone_eu_with_vat_id=2, vat_zone_outside_eu=3))
         db.session.commit()
 

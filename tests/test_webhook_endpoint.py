@@ -11,7 +11,7 @@ import stripe
 
 from doubles.stripe import FakeStripe, make_invoice, signed_event
 from portal.extensions import db
-from portal.models import Connection, JournalSettings, WebhookEvent
+from portal.models import JournalSettings, StripeAccount, WebhookEvent
 from portal.webhooks import WEBHOOK_EVENTS
 
 from .helpers import csrf_token, login
@@ -34,24 +34,34 @@ def connected(app, client, account, stripe_fake):
     """Signed in, with the Stripe key saved."""
     assert login(client, account.email).status_code == 302
     token = csrf_token(client, "/connections")
-    assert client.post("/connections", data={"csrf_token": token, "stripe_secret_key": KEY}).status_code == 302
+    response = client.post(f"/connections/stripe/{account.stripe_account_id}/key", data={"csrf_token": token, "secret_key": KEY})
+    assert response.status_code == 302
+    assert stored(app, account.merchant_id).secret_key == KEY, unescape(client.get("/connections").get_data(as_text=True))
     return account
 
 
-def post(client, action: str):
-    """Press a webhook endpoint button; the page it lands on, as text."""
+def post(client, action: str, account_id: int | None = None):
+    """Press a webhook endpoint button of the signed-in merchant's (first) Stripe account; the page it lands on."""
     token = csrf_token(client, "/connections")
-    response = client.post(f"/connections/webhook-endpoint/{action}", data={"csrf_token": token})
+    account_id = account_id or _first_account_id(client)
+    response = client.post(f"/connections/stripe/{account_id}/webhook-endpoint/{action}", data={"csrf_token": token})
     assert response.status_code == 302, response.data
-    assert response.headers["Location"] == "/connections"
+    assert response.headers["Location"] == f"/connections#stripe-account-{account_id}"
     return unescape(client.get("/connections").get_data(as_text=True))
 
 
-def stored(app, merchant_id: int) -> Connection | None:
+def _first_account_id(client) -> int:
+    page = client.get("/connections").get_data(as_text=True)
+    return int(page.split('id="stripe-account-', 1)[1].split('"', 1)[0])
+
+
+def stored(app, merchant_id: int) -> StripeAccount:
+    """The merchant's first Stripe account as stored."""
     with app.app_context():
-        connection = db.session.scalar(db.select(Connection).where(Connection.merchant_id == merchant_id))
+        account = db.session.scalar(db.select(StripeAccount).where(StripeAccount.merchant_id == merchant_id)
+                                    .order_by(StripeAccount.id))
         db.session.expunge_all()
-        return connection
+        return account
 
 
 def turn_on(app, merchant_id: int, **kinds: bool) -> None:
@@ -73,8 +83,8 @@ def test_create_makes_the_endpoint_with_the_portals_url_and_events_and_stores_it
     assert endpoint["enabled_events"] == list(WEBHOOK_EVENTS)
     assert (endpoint["object"], endpoint["status"], endpoint["livemode"]) == ("webhook_endpoint", "enabled", False)
     connection = stored(app, connected.merchant_id)
-    assert connection.stripe_webhook_endpoint_id == endpoint["id"]
-    assert connection.stripe_webhook_secret == endpoint["secret"]
+    assert connection.webhook_endpoint_id == endpoint["id"]
+    assert connection.webhook_secret == endpoint["secret"]
     assert endpoint["secret"] not in page
     assert endpoint["secret"][-4:] in page and endpoint["id"] in page
     assert "Update the endpoint's events" in page and "Create the webhook endpoint for me" not in page
@@ -106,7 +116,7 @@ def test_update_after_turning_on_payouts_adds_payout_paid(app, client, connected
     assert "The webhook endpoint's events now match what is synced." in page
     assert stripe_fake.webhook_endpoints[endpoint["id"]]["enabled_events"] == [*WEBHOOK_EVENTS, "payout.paid"]
     connection = stored(app, connected.merchant_id)
-    assert (connection.stripe_webhook_endpoint_id, connection.stripe_webhook_secret) == (endpoint["id"], secret)
+    assert (connection.webhook_endpoint_id, connection.webhook_secret) == (endpoint["id"], secret)
 
 
 def test_delete_removes_the_endpoint_in_stripe_and_forgets_id_and_secret(app, client, connected, stripe_fake):
@@ -115,8 +125,8 @@ def test_delete_removes_the_endpoint_in_stripe_and_forgets_id_and_secret(app, cl
     assert "Webhook endpoint deleted in Stripe; its signing secret is forgotten." in page
     assert stripe_fake.webhook_endpoints == {}
     connection = stored(app, connected.merchant_id)
-    assert (connection.stripe_webhook_endpoint_id, connection.stripe_webhook_secret) == (None, None)
-    assert connection.stripe_secret_key == KEY
+    assert (connection.webhook_endpoint_id, connection.webhook_secret) == (None, None)
+    assert connection.secret_key == KEY
     assert "Create the webhook endpoint for me" in page
 
 
@@ -127,7 +137,7 @@ def test_a_local_url_is_refused_with_public_base_url_explained_and_nothing_store
     assert "PUBLIC_BASE_URL" in page
     assert stripe_fake.webhook_endpoints == {}
     connection = stored(app, connected.merchant_id)
-    assert (connection.stripe_webhook_endpoint_id, connection.stripe_webhook_secret) == (None, None)
+    assert (connection.webhook_endpoint_id, connection.webhook_secret) == (None, None)
 
 
 def test_stripes_own_refusal_is_shown_and_nothing_stored(app, client, connected, stripe_fake):
@@ -136,15 +146,15 @@ def test_stripes_own_refusal_is_shown_and_nothing_stored(app, client, connected,
     assert "Stripe refused: Invalid API Key provided" in page
     assert "flash-error" in page
     connection = stored(app, connected.merchant_id)
-    assert (connection.stripe_webhook_endpoint_id, connection.stripe_webhook_secret) == (None, None)
+    assert (connection.webhook_endpoint_id, connection.webhook_secret) == (None, None)
 
 
 def test_without_a_stripe_key_nothing_is_asked_of_stripe(app, client, account, stripe_fake):
     login(client, account.email)
     page = post(client, "create")
-    assert "Enter and save a Stripe secret key first." in page
+    assert "Enter and save the secret key of the Stripe account “Stripe” first." in page
     assert not [r for r in stripe_fake.requests if r["path"].startswith("/v1/webhook_endpoints")]
-    assert stored(app, account.merchant_id) is None
+    assert stored(app, account.merchant_id).webhook_secret is None
 
 
 def test_a_second_create_is_refused_in_favour_of_update(app, client, connected, stripe_fake):
@@ -153,7 +163,7 @@ def test_a_second_create_is_refused_in_favour_of_update(app, client, connected, 
     page = post(client, "create")
     assert "already created in Stripe" in page and "use Update the endpoint's events instead" in page
     assert list(stripe_fake.webhook_endpoints) == [endpoint["id"]]
-    assert stored(app, connected.merchant_id).stripe_webhook_secret == endpoint["secret"]
+    assert stored(app, connected.merchant_id).webhook_secret == endpoint["secret"]
 
 
 @pytest.mark.parametrize("action", ["update", "delete"])
@@ -165,18 +175,19 @@ def test_an_endpoint_deleted_in_stripe_is_forgotten_with_a_message(app, client, 
     assert f"The webhook endpoint {endpoint_id} no longer exists in Stripe" in page
     assert "flash-warning" in page
     connection = stored(app, connected.merchant_id)
-    assert (connection.stripe_webhook_endpoint_id, connection.stripe_webhook_secret) == (None, None)
+    assert (connection.webhook_endpoint_id, connection.webhook_secret) == (None, None)
     assert "Create the webhook endpoint for me" in page
 
 
 def test_a_manually_pasted_secret_still_works_and_create_says_it_replaces_it(app, client, connected, stripe_fake):
     token = csrf_token(client, "/connections")
-    client.post("/connections", data={"csrf_token": token, "stripe_webhook_secret": "whsec_pastedByHand0000WXYZ"})
-    assert stored(app, connected.merchant_id).stripe_webhook_secret == "whsec_pastedByHand0000WXYZ"
+    client.post(f"/connections/stripe/{connected.stripe_account_id}/signing-secret",
+                data={"csrf_token": token, "webhook_secret": "whsec_pastedByHand0000WXYZ"})
+    assert stored(app, connected.merchant_id).webhook_secret == "whsec_pastedByHand0000WXYZ"
     page = post(client, "create")
-    assert "It replaces the signing secret stored before" in page
+    assert "It replaces the signing secret pasted before" in page
     (endpoint,) = stripe_fake.webhook_endpoints.values()
-    assert stored(app, connected.merchant_id).stripe_webhook_secret == endpoint["secret"]
+    assert stored(app, connected.merchant_id).webhook_secret == endpoint["secret"]
 
 
 def test_another_merchant_cannot_act_on_this_merchants_endpoint(app, client, connected, other_account, stripe_fake):
@@ -184,19 +195,22 @@ def test_another_merchant_cannot_act_on_this_merchants_endpoint(app, client, con
     (endpoint,) = stripe_fake.webhook_endpoints.values()
     client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
     token = csrf_token(client, "/login")
+    url = f"/connections/stripe/{connected.stripe_account_id}/webhook-endpoint/"
     for action in ("update", "delete"):  # signed out: to the sign-in page
-        response = client.post(f"/connections/webhook-endpoint/{action}", data={"csrf_token": token})
+        response = client.post(url + action, data={"csrf_token": token})
         assert response.status_code == 302 and "/login" in response.headers["Location"]
     login(client, other_account.email)
-    page = post(client, "delete")  # acts on the other merchant's own connection, which has no endpoint
+    token = csrf_token(client, "/connections")
+    assert client.post(url + "delete", data={"csrf_token": token}).status_code == 404  # not its account
+    page = post(client, "delete")  # its own account, which has no endpoint
     assert "No webhook endpoint was created from here" in page
     assert endpoint["id"] not in page
     assert list(stripe_fake.webhook_endpoints) == [endpoint["id"]]
-    assert stored(app, connected.merchant_id).stripe_webhook_endpoint_id == endpoint["id"]
+    assert stored(app, connected.merchant_id).webhook_endpoint_id == endpoint["id"]
 
 
 def test_the_buttons_need_the_csrf_token(app, client, connected, stripe_fake):
-    assert client.post("/connections/webhook-endpoint/create").status_code == 400
+    assert client.post(f"/connections/stripe/{connected.stripe_account_id}/webhook-endpoint/create").status_code == 400
     assert stripe_fake.webhook_endpoints == {}
 
 
@@ -243,6 +257,6 @@ def test_saving_journal_entries_keeps_the_endpoints_events_in_step(app, client, 
     response = client.post("/settings/journals", data=valid_post(token))
     assert response.status_code == 302
     page = unescape(client.get("/settings/journals").get_data(as_text=True))
-    assert "The webhook endpoint in Stripe now sends the events these settings need." in page
+    assert "The webhook endpoint of “Stripe” in Stripe now sends the events these settings need." in page
     assert stripe_fake.webhook_endpoints[endpoint["id"]]["enabled_events"] == [
         *WEBHOOK_EVENTS, "invoice_payment.paid", "charge.refunded", "refund.created", "credit_note.created", "payout.paid"]

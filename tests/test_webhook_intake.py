@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from portal.extensions import db
-from portal.models import Connection, WebhookEvent
+from portal.models import WebhookEvent
 
-from .helpers import event_payload, stripe_signature
+from .helpers import event_payload, stripe_signature, stripe_connect
 
 SECRET = "whsec_test_secret_for_signatures"
 DATA = Path(__file__).parent / "data"
@@ -18,7 +18,7 @@ DATA = Path(__file__).parent / "data"
 @pytest.fixture
 def merchant_with_secret(app, account):
     with app.app_context():
-        db.session.add(Connection(merchant_id=account.merchant_id, stripe_webhook_secret=SECRET))
+        stripe_connect(account.merchant_id, webhook_secret=SECRET)
         db.session.commit()
     return account
 
@@ -132,7 +132,7 @@ def test_an_oversized_body_is_refused(app, client, merchant_with_secret):
 
 def test_one_merchants_secret_does_not_open_anothers_url(app, client, merchant_with_secret, other_account):
     with app.app_context():
-        db.session.add(Connection(merchant_id=other_account.merchant_id, stripe_webhook_secret="whsec_other"))
+        stripe_connect(other_account.merchant_id, webhook_secret="whsec_other")
         db.session.commit()
     payload = event_payload(paid_event())
     response = deliver(client, other_account, payload, stripe_signature(payload, SECRET))
@@ -172,8 +172,7 @@ def test_a_new_signing_secret_works_at_once_and_the_old_one_stops(app, client, m
     payload = event_payload(first)
     assert deliver(client, merchant_with_secret, payload, stripe_signature(payload, SECRET)).status_code == 200
     with app.app_context():
-        connection = db.session.scalar(db.select(Connection))
-        connection.stripe_webhook_secret = "whsec_rotated"
+        stripe_connect(merchant_with_secret.merchant_id, webhook_secret="whsec_rotated")
         db.session.commit()
     second = {**paid_event(), "id": "evt_after_rotation"}
     payload = event_payload(second)

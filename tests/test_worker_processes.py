@@ -15,6 +15,7 @@ from launch.embedded_redis import free_port, spawn as spawn_redis
 from portal.extensions import db
 from portal.models import Connection, SyncRule, SyncRun, SyncSettings, WebhookEvent
 
+from .helpers import stripe_connect
 from .live import alive, descendants, start_worker, stop_process, wait_for
 
 SECRET = "whsec_worker_processes"
@@ -28,8 +29,8 @@ def fakes():
 
 def configure(app, merchant_id, stripe_fake, document_type="draft_invoice"):
     with app.app_context():
-        db.session.add(Connection(merchant_id=merchant_id, stripe_secret_key=stripe_fake.api_key, stripe_webhook_secret=SECRET,
-                                  economic_app_secret_token="app", economic_agreement_grant_token="grant"))
+        stripe_connect(merchant_id, stripe_fake.api_key, SECRET)
+        db.session.add(Connection(merchant_id=merchant_id, economic_app_secret_token="app", economic_agreement_grant_token="grant"))
         db.session.add(SyncRule(merchant_id=merchant_id, trigger="paid", document_type=document_type))
         db.session.add(SyncSettings(merchant_id=merchant_id, payment_terms_number=1, customer_group_number=1, vat_zone_domestic=1,
                                     vat_zone_eu_with_vat_id=2, vat_zone_eu_without_vat_id=2, vat_zone_outside_eu=3,

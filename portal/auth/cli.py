@@ -7,7 +7,8 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Merchant
+from ..audit import acting_as
+from ..models import Merchant, Role, User
 from .services import AccountError, generate_password, merchant_create, user_create, user_get_by_email, user_set_password
 
 merchant_cli = AppGroup("merchant", help="Create and list merchants (tenants).")
@@ -48,20 +49,23 @@ def merchant_list_command() -> None:
 @user_cli.command("create")
 @click.argument("email")
 @click.option("--merchant", "merchant_id", type=int, required=True, help="Id of the merchant the user belongs to.")
-@click.option("--admin/--no-admin", default=False, help="Whether the user administers the merchant.")
+@click.option("--admin/--no-admin", default=False, help="Make the user an admin (the merchant's first user is its owner).")
 @password_option
 def user_create_command(email: str, merchant_id: int, admin: bool, password: str | None) -> None:
-    """Create a user with EMAIL for a merchant."""
+    """Create a user with EMAIL for a merchant: its first user is the owner, later ones admins or members."""
     merchant = db.session.get(Merchant, merchant_id)
     if merchant is None:
         raise click.ClickException(f"No merchant has the id {merchant_id}.")
+    has_users = db.session.scalar(select(User.id).where(User.merchant_id == merchant_id).limit(1)) is not None
+    role = Role.OWNER if not has_users else Role.ADMIN if admin else Role.MEMBER
     generated = None if password else generate_password()
     try:
-        user = user_create(merchant, email, password or generated, is_admin=admin)
-        db.session.commit()
+        with acting_as("command line"):
+            user = user_create(merchant, email, password or generated, role=role)
+            db.session.commit()
     except AccountError as error:
         _fail(error)
-    click.echo(f"Created user {user.email} for merchant {merchant.name}.")
+    click.echo(f"Created user {user.email} ({role.label.lower()}) for merchant {merchant.name}.")
     if generated:
         click.echo(f"Password (shown once): {generated}")
 
@@ -76,8 +80,9 @@ def user_reset_password_command(email: str, password: str | None) -> None:
         raise click.ClickException(f"No user has the e-mail {email}.")
     generated = None if password else generate_password()
     try:
-        user_set_password(user, password or generated)
-        db.session.commit()
+        with acting_as("command line"):
+            user_set_password(user, password or generated)
+            db.session.commit()
     except AccountError as error:
         _fail(error)
     click.echo(f"Password reset for {user.email}; their sessions are signed out.")

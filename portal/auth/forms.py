@@ -26,3 +26,17 @@ class ChangePasswordForm(FlaskForm):
         validators=[DataRequired(), EqualTo("new_password", message="The two new passwords are not the same.")],
     )
     submit = SubmitField("Change password")
+
+
+class ConfirmPasswordForm(FlaskForm):
+    password = PasswordField("Your password", validators=[DataRequired(), Length(max=1024)])
+    submit = SubmitField("Confirm")
+
+
+class AcceptInvitationForm(FlaskForm):
+    password = PasswordField("Choose a password", validators=[DataRequired(), Length(max=1024), strong_enough])
+    password_again = PasswordField(
+        "The password again",
+        validators=[DataRequired(), EqualTo("password", message="The two passwords are not the same.")],
+    )
+    submit = SubmitField("Join")

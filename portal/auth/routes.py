@@ -1,4 +1,5 @@
-"""Sign in, sign out, and the account page (change password, sign out everywhere)."""
+"""Sign in, sign out, the account page (change password, sign out everywhere), and confirming the password
+again before changing connections."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from ..extensions import db
 from . import bp
-from .forms import ChangePasswordForm, LoginForm
+from .forms import ChangePasswordForm, ConfirmPasswordForm, LoginForm
 from .limits import signin_attempt_begin, signin_attempt_refund
+from .passwords import verify_password
+from .recent_password import RECENT_PASSWORD_MINUTES, password_confirmed_now
 from .services import MIN_PASSWORD_LENGTH, WrongPassword, user_authenticate, user_change_password, user_sessions_revoke
 from .sessions import session_begin, session_reissue
 
@@ -81,6 +84,30 @@ def account():
                 flash("Your password is changed. Your other sessions are signed out.", "success")
                 return redirect(url_for("auth.account"))
     return render_template("auth/account.html", form=form, min_length=MIN_PASSWORD_LENGTH), status
+
+
+@bp.route("/confirm-password", methods=["GET", "POST"])
+@login_required
+def confirm_password():
+    """The password again, before changing connections; then back to the page the change is made on."""
+    user = current_user._get_current_object()
+    form = ConfirmPasswordForm()
+    next_url = safe_next_url(request.values.get("next"))
+    status = 200
+    if form.validate_on_submit():
+        attempt = signin_attempt_begin(user.email, request.remote_addr)  # guessed as at sign-in, so limited alike
+        if not attempt.allowed:
+            form.password.errors.append(attempt.refusal)
+            status = 429
+        elif not verify_password(user.password_hash, form.password.data):
+            form.password.errors.append("That is not your password.")
+        else:
+            signin_attempt_refund(attempt)
+            password_confirmed_now()
+            flash(f"Password confirmed: for the next {RECENT_PASSWORD_MINUTES} minutes you can change connections. "
+                  "Press the button again.", "success")
+            return redirect(next_url or url_for("main.home"))
+    return render_template("auth/confirm_password.html", form=form, next_url=next_url), status
 
 
 @bp.route("/account/sign-out-everywhere", methods=["POST"])

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from ..extensions import db
-from ..models import Merchant, User, utcnow
+from ..models import Merchant, Role, StripeAccount, User, utcnow
 from .passwords import burn_verification_time, hash_password, needs_rehash, verify_password
 
 MIN_PASSWORD_LENGTH = 12
@@ -36,6 +36,9 @@ def merchant_create(name: str) -> Merchant:
     if not name:
         raise AccountError("A merchant needs a name.")
     merchant = Merchant(name=name)
+    # Every merchant starts with one Stripe account to connect (its webhook URL is ready to copy); more can
+    # be added on the Connections page.
+    merchant.stripe_accounts.append(StripeAccount())
     db.session.add(merchant)
     db.session.flush()
     return merchant
@@ -45,14 +48,14 @@ def user_get_by_email(email: str) -> User | None:
     return db.session.scalar(select(User).where(User.email == normalise_email(email)))
 
 
-def user_create(merchant: Merchant, email: str, password: str, is_admin: bool = False) -> User:
+def user_create(merchant: Merchant, email: str, password: str, role: Role = Role.MEMBER) -> User:
     email = normalise_email(email)
     if "@" not in email or email.startswith("@") or email.endswith("@"):
         raise AccountError(f"{email!r} is not an e-mail address.")
     if user_get_by_email(email) is not None:
         raise AccountError(f"A user with the e-mail {email} exists already.")
     check_password_strength(password)
-    user = User(merchant=merchant, email=email, password_hash=hash_password(password), is_admin=is_admin)
+    user = User(merchant=merchant, email=email, password_hash=hash_password(password), role=Role(role).value)
     db.session.add(user)
     db.session.flush()
     return user
@@ -105,13 +108,13 @@ class FirstLogin:
 
 
 def bootstrap_first_admin(email: str | None, password: str | None, merchant_name: str | None) -> FirstLogin | None:
-    """On a database without users, create the first merchant and its admin; else do nothing."""
+    """On a database without users, create the first merchant and its owner; else do nothing."""
     if db.session.scalar(select(func.count()).select_from(User)):
         return None
     merchant = merchant_create(merchant_name or "My company")
     generated = None
     if not password:
         password = generated = generate_password()
-    user = user_create(merchant, email or "admin@example.com", password, is_admin=True)
+    user = user_create(merchant, email or "admin@example.com", password, role=Role.OWNER)
     db.session.commit()
     return FirstLogin(merchant=merchant, user=user, password=generated)

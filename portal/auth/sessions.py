@@ -21,6 +21,7 @@ from flask_login import login_url
 
 from ..extensions import db, login_manager
 from ..models import User
+from .recent_password import password_confirmed_now
 
 VERSION = "session_version"
 SIGNED_IN_AT = "signed_in_at"
@@ -42,6 +43,7 @@ def session_begin(user: User) -> None:
     session[VERSION] = user.session_version
     session[SIGNED_IN_AT] = now
     session[SEEN_AT] = now
+    password_confirmed_now()  # the password was just given
 
 
 def session_reissue(user: User) -> None:
@@ -49,6 +51,7 @@ def session_reissue(user: User) -> None:
     here), so it stays signed in while every other session ends. Its sign-in time stays."""
     session[VERSION] = user.session_version
     session[SEEN_AT] = int(time.time())
+    password_confirmed_now()  # the current password was just given
 
 
 def session_check(user: User) -> SessionEnd | None:

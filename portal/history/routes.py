@@ -17,6 +17,7 @@ from ..runs.entries import reversal_create
 from ..runs.services import RunActionRefused, event_sync_now, sync_run_again, sync_run_book_anyway
 from ..sync.money import from_minor
 from ..merchant_config import rule_for
+from ..stripe_accounts import stripe_accounts_of
 from . import bp
 from .review import differences, held_review, payout_view, row_note, run_made, run_what, run_when, status_words
 from .selectors import (
@@ -58,6 +59,12 @@ def _events_waiting(f: HistoryFilter) -> int:
     return events_waiting(current_user.merchant_id)
 
 
+def _account_names() -> dict[int, str]:
+    """The merchant's Stripe accounts by id, when it has several (one account needs no naming)."""
+    accounts = stripe_accounts_of(current_user.merchant_id)
+    return {account.id: account.name for account in accounts} if len(accounts) > 1 else {}
+
+
 def _in_flight(page, waiting: int) -> bool:
     return bool(waiting) or any(getattr(row, "status", None) in IN_FLIGHT for row in page.rows)
 
@@ -70,7 +77,7 @@ def index():
     waiting = _events_waiting(f)
     return render_template(
         "history/index.html", f=f, page=page, status_filters=STATUS_FILTERS, overview=overview(current_user.merchant_id),
-        in_flight=_in_flight(page, waiting), waiting=waiting,
+        in_flight=_in_flight(page, waiting), waiting=waiting, account_names=_account_names(),
         document_types=SyncRule.DOCUMENT_TYPES, triggers=SyncRule.TRIGGERS,
         demo_enabled="demo.send_invoice" in current_app.view_functions,
     )
@@ -85,7 +92,7 @@ def rows():
     waiting = _events_waiting(f)
     in_flight = _in_flight(page, waiting)
     response = make_response(render_template(
-        "history/_rows.html", f=f, page=page, in_flight=in_flight, waiting=waiting,
+        "history/_rows.html", f=f, page=page, in_flight=in_flight, waiting=waiting, account_names=_account_names(),
         document_types=SyncRule.DOCUMENT_TYPES, triggers=SyncRule.TRIGGERS,
     ))
     response.headers["Vary"] = "HX-Request"
@@ -247,15 +254,18 @@ def backfill():
         except ValueError:
             flash("Enter both dates.", "error")
             return redirect(url_for("history.backfill"))
+        accounts = stripe_accounts_of(merchant_id)
+        chosen = request.form.get("account") or (accounts[0].id if len(accounts) == 1 else None)
         try:
-            created = backfill_create(merchant_id, date_from, date_to)
+            created = backfill_create(merchant_id, int(chosen) if str(chosen).isdigit() else 0, date_from, date_to)
         except BackfillRefused as refusal:
             flash(str(refusal), "error")
             return redirect(url_for("history.backfill"))
         return redirect(url_for("history.backfill", shown=created.id))
     recent = db.session.scalars(db.select(Backfill).where(Backfill.merchant_id == merchant_id).order_by(Backfill.id.desc()).limit(5)).all()
     progress = {item.id: backfill_progress(item) for item in recent}
-    return render_template("history/backfill.html", recent=recent, progress=progress, today=date.today().isoformat())
+    return render_template("history/backfill.html", recent=recent, progress=progress, today=date.today().isoformat(),
+                           accounts=stripe_accounts_of(merchant_id))
 
 
 @bp.route("/history/backfills/<int:backfill_id>/progress")

@@ -35,6 +35,7 @@ class HistoryFilter:
     date_from: date | None = None
     date_to: date | None = None
     search: str = ""
+    account: int | None = None  # one of the merchant's Stripe accounts (always with the merchant's id)
 
     @classmethod
     def from_args(cls, args) -> HistoryFilter:
@@ -45,16 +46,18 @@ class HistoryFilter:
                 return None
 
         status = args.get("status", "")
+        account = args.get("account", "")
         return cls(
             status=status if status in STATUSES else "",
             date_from=day("from"),
             date_to=day("to"),
             search=(args.get("q") or "").strip()[:100],
+            account=int(account) if account.isdigit() else None,
         )
 
     def as_args(self) -> dict:
         values = {"status": self.status, "from": self.date_from and self.date_from.isoformat(),
-                  "to": self.date_to and self.date_to.isoformat(), "q": self.search}
+                  "to": self.date_to and self.date_to.isoformat(), "q": self.search, "account": self.account}
         return {k: v for k, v in values.items() if v}
 
 
@@ -64,6 +67,8 @@ def _start(day: date) -> datetime:
 
 def _run_conditions(merchant_id: int, f: HistoryFilter) -> list:
     conditions = [SyncRun.merchant_id == merchant_id]
+    if f.account is not None:
+        conditions.append(SyncRun.stripe_account_id == f.account)
     if f.status and f.status != "ignored":
         conditions.append(SyncRun.status == f.status)
     if f.date_from:
@@ -124,6 +129,8 @@ def runs_page(merchant_id: int, f: HistoryFilter, cursor: str | None = None, siz
 
 def ignored_events_page(merchant_id: int, f: HistoryFilter, cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
     conditions = [WebhookEvent.merchant_id == merchant_id, WebhookEvent.outcome == "ignored"]
+    if f.account is not None:
+        conditions.append(WebhookEvent.stripe_account_id == f.account)
     if f.date_from:
         conditions.append(WebhookEvent.received_at >= _start(f.date_from))
     if f.date_to:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 
 from ..extensions import db
-from ..models import Connection, RunKind, RunStatus, SyncRule, SyncRun, SyncSettings, WebhookEvent
+from ..models import Connection, RunKind, RunStatus, StripeAccount, SyncRule, SyncRun, SyncSettings, WebhookEvent
 from ..templating import when
 
 
@@ -28,7 +28,7 @@ class ChecklistStep:
 def setup_checklist(merchant_id: int) -> list[ChecklistStep]:
     connection = db.session.scalar(select(Connection).where(Connection.merchant_id == merchant_id))
     return [
-        _stripe_step(merchant_id, connection),
+        _stripe_step(merchant_id),
         _economic_step(connection),
         _rules_step(merchant_id),
         _settings_step(merchant_id),
@@ -36,20 +36,31 @@ def setup_checklist(merchant_id: int) -> list[ChecklistStep]:
     ]
 
 
-def _stripe_step(merchant_id: int, connection: Connection | None) -> ChecklistStep:
-    done = bool(connection and connection.stripe_secret_key)
+def _stripe_step(merchant_id: int) -> ChecklistStep:
+    keys = db.session.scalar(select(func.count()).select_from(StripeAccount).where(
+        StripeAccount.merchant_id == merchant_id, StripeAccount.secret_key.is_not(None))) or 0
+    done = keys > 0
     last_event = db.session.scalar(select(func.max(WebhookEvent.received_at)).where(WebhookEvent.merchant_id == merchant_id))
     note = (f"Last event received {when(last_event)}." if last_event
-            else "No event received yet: add the webhook URL in Stripe (Connections).")
-    detail = "Stripe secret key saved." if done else "Save your Stripe secret key on the Connections page."
+            else "No event received yet: create the webhook endpoint on the Connections page.")
+    detail = (("Stripe secret key saved." if keys == 1 else f"{keys} Stripe accounts connected.") if done
+              else "Save your Stripe secret key on the Connections page.")
     return ChecklistStep("Stripe connected", done, detail, "settings.connections", note=note)
 
 
 def _economic_step(connection: Connection | None) -> ChecklistStep:
     done = bool(connection and connection.economic_app_secret_token and connection.economic_agreement_grant_token)
-    detail = ("Tokens saved; use Test connection on the Connections page to check them." if done
-              else "Save both e-conomic tokens (app secret and agreement grant) on the Connections page.")
-    return ChecklistStep("e-conomic connected", done, detail, "settings.connections")
+    if not done:
+        detail = "Connect e-conomic on the Connections page."
+    elif connection.economic_company_name or connection.economic_agreement_number:
+        number = f" (agreement {connection.economic_agreement_number})" if connection.economic_agreement_number else ""
+        detail = f"Connected as {connection.economic_company_name or 'your company'}{number}."
+    else:
+        detail = "Tokens saved; use Test connection on the Connections page to check them."
+    note = None
+    if done and connection.economic_checked_at and not connection.economic_check_ok:
+        note = f"The last check, {when(connection.economic_checked_at)}, failed: {connection.economic_check_message}"
+    return ChecklistStep("e-conomic connected", done, detail, "settings.connections", note=note)
 
 
 def _rules_step(merchant_id: int) -> ChecklistStep:

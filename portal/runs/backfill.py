@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from ..extensions import db
 from ..merchant_config import journal_settings_for, rule_for
-from ..models import FINISHED_STATUSES, Backfill, Connection, SyncRun, utcnow
+from ..models import FINISHED_STATUSES, Backfill, StripeAccount, SyncRun, utcnow
 from ..sync.stripe_source import created_between, stripe_client
 from .entries import entry_runs_for_event
 from .queueing import backfill_enqueue, sync_run_enqueue
@@ -28,7 +28,8 @@ class BackfillRefused(ValueError):
     pass
 
 
-def backfill_create(merchant_id: int, date_from: date, date_to: date) -> Backfill:
+def backfill_create(merchant_id: int, stripe_account_id: int, date_from: date, date_to: date) -> Backfill:
+    """A backfill of one of the merchant's Stripe accounts, queued."""
     today = utcnow().date()
     if date_from > date_to:
         raise BackfillRefused("The start date is after the end date.")
@@ -39,7 +40,11 @@ def backfill_create(merchant_id: int, date_from: date, date_to: date) -> Backfil
     running = db.session.scalar(select(Backfill).where(Backfill.merchant_id == merchant_id, Backfill.status.in_(("listing", "syncing"))))
     if running is not None:
         raise BackfillRefused("A backfill is running already; wait for it to finish.")
-    backfill = Backfill(merchant_id=merchant_id, date_from=date_from, date_to=date_to, status="listing")
+    if db.session.scalar(select(StripeAccount.id).where(StripeAccount.id == stripe_account_id,
+                                                         StripeAccount.merchant_id == merchant_id)) is None:
+        raise BackfillRefused("Choose one of your Stripe accounts.")
+    backfill = Backfill(merchant_id=merchant_id, stripe_account_id=stripe_account_id, date_from=date_from,
+                        date_to=date_to, status="listing")
     db.session.add(backfill)
     db.session.commit()
     backfill_enqueue(backfill.id)  # Redis down: the requeue pass queues it when it is back
@@ -71,13 +76,14 @@ def backfill_job(backfill_id: int) -> str:
 
 
 def _backfill_list(backfill: Backfill) -> str:
-    connection = db.session.scalar(select(Connection).where(Connection.merchant_id == backfill.merchant_id))
-    if connection is None or not connection.stripe_secret_key:
-        backfill.status, backfill.error, backfill.finished_at = "failed", "No Stripe secret key is saved (Connections).", utcnow()
+    account = db.session.get(StripeAccount, backfill.stripe_account_id)
+    if account is None or not account.secret_key:
+        backfill.status, backfill.finished_at = "failed", utcnow()
+        backfill.error = "No secret key is saved for this Stripe account (Connections)."
         db.session.commit()
         return backfill.status
     rule = rule_for(backfill.merchant_id)
-    client = stripe_client(connection.stripe_secret_key, current_app.config["STRIPE_API_BASE"])
+    client = stripe_client(account.secret_key, current_app.config["STRIPE_API_BASE"])
     start = datetime.combine(backfill.date_from, time.min, tzinfo=timezone.utc)
     end = datetime.combine(backfill.date_to + timedelta(days=1), time.min, tzinfo=timezone.utc)
     params = {"created": {"gte": int(start.timestamp()), "lt": int(end.timestamp())}, "limit": 100}
@@ -90,7 +96,7 @@ def _backfill_list(backfill: Backfill) -> str:
             if data.get("status") == "paid":
                 paid.append(data)
             if decide(_event_type_for(data, rule.trigger), data, rule).sync:
-                run, created = sync_run_create(backfill.merchant_id, data["id"], rule)
+                run, created = sync_run_create(backfill.merchant_id, backfill.stripe_account_id, data["id"], rule)
                 if created or run.backfill_id == backfill.id:  # made now, or by this backfill's earlier job
                     run.backfill_id = backfill.id
                     backfill.runs_created += 1
@@ -132,7 +138,8 @@ def _backfill_entries(backfill: Backfill, client: stripe.StripeClient, paid_invo
         found += [("payout.paid", payout) for payout in created_between(client, "payouts", start, end, status="paid")]
     made: list[SyncRun] = []
     for event_type, obj in found:
-        runs, _ = entry_runs_for_event(backfill.merchant_id, event_type, obj, client, invoice_document_type)
+        runs, _ = entry_runs_for_event(backfill.merchant_id, backfill.stripe_account_id, event_type, obj, client,
+                                       invoice_document_type)
         for run in runs:
             run.backfill_id = backfill.id
         backfill.runs_created += len(runs)

@@ -86,11 +86,12 @@ def entry_targets(event_type: str, obj: dict, client: stripe.StripeClient) -> li
     return [EntryTarget(kind, obj["id"])]
 
 
-def entry_run_create(merchant_id: int, target: EntryTarget, document_type: str) -> tuple[SyncRun, bool]:
+def entry_run_create(merchant_id: int, stripe_account_id: int, target: EntryTarget,
+                     document_type: str) -> tuple[SyncRun, bool]:
     """The target's run (made if it had none; the unique key decides between concurrent jobs), and whether
     this call made it."""
     values = {
-        "merchant_id": merchant_id, "kind": target.kind, "stripe_object_id": target.stripe_object_id,
+        "merchant_id": merchant_id, "stripe_account_id": stripe_account_id, "kind": target.kind, "stripe_object_id": target.stripe_object_id,
         "stripe_invoice_id": target.stripe_invoice_id, "stripe_payment_ref": target.stripe_payment_ref,
         "document_type": document_type, "trigger": target.kind.value, "write_back_to_stripe": False,
         "status": RunStatus.QUEUED,
@@ -98,13 +99,13 @@ def entry_run_create(merchant_id: int, target: EntryTarget, document_type: str) 
     new_id = insert_if_absent(SyncRun, values, SYNC_RUN_KEY, where=CURRENT_RUN)
     db.session.commit()
     run = db.session.scalar(select(SyncRun).where(
-        SyncRun.merchant_id == merchant_id, SyncRun.kind == target.kind,
+        SyncRun.merchant_id == merchant_id, SyncRun.stripe_account_id == stripe_account_id, SyncRun.kind == target.kind,
         SyncRun.stripe_object_id == target.stripe_object_id, SyncRun.superseded_by.is_(None)))
     return run, new_id is not None
 
 
-def entry_runs_for_event(merchant_id: int, event_type: str, obj: dict, client: stripe.StripeClient,
-                         invoice_document_type: str | None) -> tuple[list[SyncRun], str | None]:
+def entry_runs_for_event(merchant_id: int, stripe_account_id: int, event_type: str, obj: dict,
+                         client: stripe.StripeClient, invoice_document_type: str | None) -> tuple[list[SyncRun], str | None]:
     """The runs the event makes (new ones only), or none and the reason. `invoice_document_type`: what the
     merchant's rule makes of invoices, which a credit note follows (a draft order's credit is a draft
     invoice)."""
@@ -118,7 +119,7 @@ def entry_runs_for_event(merchant_id: int, event_type: str, obj: dict, client: s
         document_type = DOCUMENT_OF_KIND[kind]
     made = []
     for target in entry_targets(event_type, obj, client):
-        run, created = entry_run_create(merchant_id, target, document_type)
+        run, created = entry_run_create(merchant_id, stripe_account_id, target, document_type)
         if created:
             made.append(run)
     if not made:
@@ -138,7 +139,8 @@ def reversal_create(run: SyncRun) -> SyncRun:
     if not (run.kind == RunKind.INVOICE and run.needs_credit_note and run.economic_booked_number):
         raise RunActionRefused("Only a booked invoice that was voided in Stripe afterwards is credited here.")
     target = EntryTarget(RunKind.CREDIT_NOTE, REVERSAL_ID_PREFIX + run.stripe_object_id, run.stripe_object_id)
-    reversal, created = entry_run_create(run.merchant_id, target, credit_note_document_type(rule_for(run.merchant_id).document_type))
+    reversal, created = entry_run_create(run.merchant_id, run.stripe_account_id, target,
+                                         credit_note_document_type(rule_for(run.merchant_id).document_type))
     if not created:
         raise RunActionRefused("The credit note for this invoice is made already, or on its way: see it on this page.")
     sync_run_enqueue(reversal)
@@ -158,10 +160,12 @@ def sync_run_waiting(run: SyncRun, reason: str) -> str:
     return run.status
 
 
-def entry_runs_release(merchant_id: int, *, invoice_id: str | None = None, kinds: tuple[RunKind, ...]) -> int:
-    """Queue the merchant's runs of these kinds (of this invoice) that wait: what they waited for is done.
-    Returns how many."""
-    conditions = [SyncRun.merchant_id == merchant_id, SyncRun.status == RunStatus.WAITING, SyncRun.kind.in_(kinds)]
+def entry_runs_release(merchant_id: int, stripe_account_id: int, *, invoice_id: str | None = None,
+                       kinds: tuple[RunKind, ...]) -> int:
+    """Queue the Stripe account's runs of these kinds (of this invoice) that wait: what they waited for is
+    done. Returns how many."""
+    conditions = [SyncRun.merchant_id == merchant_id, SyncRun.stripe_account_id == stripe_account_id,
+                  SyncRun.status == RunStatus.WAITING, SyncRun.kind.in_(kinds)]
     if invoice_id is not None:
         conditions.append(SyncRun.stripe_invoice_id == invoice_id)
     waiting = db.session.scalars(select(SyncRun.id).where(*conditions)).all()
@@ -182,13 +186,13 @@ def entry_runs_after(run: SyncRun) -> int:
         return 0
     if run.kind == RunKind.INVOICE:
         kinds = (RunKind.PAYMENT, RunKind.REFUND, RunKind.CREDIT_NOTE) if run.economic_booked_number else (RunKind.CREDIT_NOTE,)
-        return entry_runs_release(run.merchant_id, invoice_id=run.stripe_invoice_id, kinds=kinds)
+        return entry_runs_release(run.merchant_id, run.stripe_account_id, invoice_id=run.stripe_invoice_id, kinds=kinds)
     if run.kind == RunKind.PAYMENT:
-        return entry_runs_release(run.merchant_id, kinds=(RunKind.PAYOUT,))
+        return entry_runs_release(run.merchant_id, run.stripe_account_id, kinds=(RunKind.PAYOUT,))
     if run.kind == RunKind.CREDIT_NOTE and run.stripe_object_id.startswith(REVERSAL_ID_PREFIX):
         db.session.execute(update(SyncRun).where(  # the voided invoice is credited: no longer "credit note due"
-            SyncRun.merchant_id == run.merchant_id, SyncRun.kind == RunKind.INVOICE,
-            SyncRun.stripe_object_id == run.stripe_invoice_id).values(needs_credit_note=False))
+            SyncRun.merchant_id == run.merchant_id, SyncRun.stripe_account_id == run.stripe_account_id,
+            SyncRun.kind == RunKind.INVOICE, SyncRun.stripe_object_id == run.stripe_invoice_id).values(needs_credit_note=False))
         db.session.commit()
     return 0
 

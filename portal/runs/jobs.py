@@ -12,7 +12,7 @@ from sqlalchemy import or_, select, update
 
 from ..extensions import db
 from ..merchant_config import engine_settings_for, journal_settings_for, rule_for, sync_settings_for
-from ..models import Connection, RunKind, RunStatus, SyncRun, WebhookEvent, utcnow
+from ..models import Connection, RunKind, RunStatus, StripeAccount, SyncRun, WebhookEvent, utcnow
 from ..sync.economic import EconomicClient
 from ..sync.engine import Outcome, RunState, SyncEngine, stripe_failure
 from ..sync.errors import SyncFailure, SyncHeld, SyncSkipped, SyncWaiting
@@ -39,26 +39,38 @@ from .services import (
 log = logging.getLogger(__name__)
 
 
-def _clients_for(merchant_id: int, what: str) -> tuple[stripe.StripeClient, EconomicClient]:
-    """The merchant's Stripe and e-conomic clients, for a worker's calls (no retries inside: the run retries)."""
+def _stripe_account(stripe_account_id: int) -> StripeAccount:
+    account = db.session.get(StripeAccount, stripe_account_id)
+    if account is None or not account.secret_key:
+        name = f"“{account.label}”" if account is not None else "this"
+        raise SyncFailure(f"No secret key is saved for the Stripe account {name} (Connections), so Stripe could not be read.")
+    return account
+
+
+def _stripe_for(stripe_account_id: int, max_network_retries: int = 1) -> stripe.StripeClient:
+    """A Stripe client with the key of the account an event or run belongs to."""
     config = current_app.config
-    connection = db.session.scalar(select(Connection).where(Connection.merchant_id == merchant_id))
-    if connection is None or not connection.stripe_secret_key:
-        raise SyncFailure("No Stripe secret key is saved (Connections).")
-    if not (connection.economic_app_secret_token and connection.economic_agreement_grant_token):
-        raise SyncFailure(f"The e-conomic tokens are not saved (Connections), so {what} cannot be made.")
-    return (
-        stripe_client(connection.stripe_secret_key, config["STRIPE_API_BASE"], max_network_retries=0,
-                      timeout=(5.0, config["HTTP_TIMEOUT_SECONDS"])),
-        EconomicClient(connection.economic_app_secret_token, connection.economic_agreement_grant_token,
-                       base_url=config["ECONOMIC_API_URL"], timeout=(5.0, config["HTTP_TIMEOUT_SECONDS"])),
-    )
+    return stripe_client(_stripe_account(stripe_account_id).secret_key, config["STRIPE_API_BASE"],
+                         max_network_retries=max_network_retries, timeout=(5.0, config["HTTP_TIMEOUT_SECONDS"]))
+
+
+def _clients_for(run: SyncRun, what: str) -> tuple[stripe.StripeClient, EconomicClient]:
+    """The run's Stripe account's client and the merchant's e-conomic client, for a worker's calls (no retries
+    inside: the run retries)."""
+    config = current_app.config
+    stripe_api = _stripe_for(run.stripe_account_id, max_network_retries=0)
+    connection = db.session.scalar(select(Connection).where(Connection.merchant_id == run.merchant_id))
+    if connection is None or not (connection.economic_app_secret_token and connection.economic_agreement_grant_token):
+        raise SyncFailure(f"e-conomic is not connected (Connections), so {what} cannot be made.")
+    return stripe_api, EconomicClient(connection.economic_app_secret_token, connection.economic_agreement_grant_token,
+                                      base_url=config["ECONOMIC_API_URL"], timeout=(5.0, config["HTTP_TIMEOUT_SECONDS"]))
 
 
 def _invoice_engine(run: SyncRun) -> SyncEngine:
-    stripe_api, economic = _clients_for(run.merchant_id, "the document")
-    return SyncEngine(stripe_api, economic, engine_settings_for(run.merchant_id, run.document_type, run.write_back_to_stripe),
-                      DatabaseRecorder(run), DatabaseLinks(run.merchant_id))
+    stripe_api, economic = _clients_for(run, "the document")
+    settings = engine_settings_for(run.merchant_id, run.document_type, run.write_back_to_stripe,
+                                   db.session.get(StripeAccount, run.stripe_account_id))
+    return SyncEngine(stripe_api, economic, settings, DatabaseRecorder(run), DatabaseLinks(run.merchant_id))
 
 
 def _invoice_state(run: SyncRun) -> RunState:
@@ -75,7 +87,8 @@ def _invoice_state(run: SyncRun) -> RunState:
 def _credit_note(run: SyncRun) -> Outcome:
     """A Stripe credit note as an e-conomic invoice with negative lines, once its invoice is in e-conomic (the
     engine reads the credit note itself: its run's Stripe object is the `cn_…`)."""
-    original = sync_run_of_invoice(run.merchant_id, run.stripe_invoice_id) if run.stripe_invoice_id else None
+    original = (sync_run_of_invoice(run.merchant_id, run.stripe_account_id, run.stripe_invoice_id)
+                if run.stripe_invoice_id else None)
     if original is None:
         raise SyncHeld(f"This credit note is for invoice {run.stripe_invoice_id}, which was never synced to e-conomic, "
                        "so there is nothing to credit there. Sync that invoice first (its page in the Sync history › "
@@ -90,9 +103,10 @@ def _credit_note(run: SyncRun) -> Outcome:
 
 
 def _ledger_engine(run: SyncRun) -> LedgerEngine:
-    stripe_api, economic = _clients_for(run.merchant_id, "the journal entry")
+    stripe_api, economic = _clients_for(run, "the journal entry")
     return LedgerEngine(stripe_api, economic, journal_settings_for(run.merchant_id), DatabaseRecorder(run),
-                        DatabaseBooks(run.merchant_id), timezone=sync_settings_for(run.merchant_id).time_zone)
+                        DatabaseBooks(run.merchant_id, run.stripe_account_id),
+                        timezone=sync_settings_for(run.merchant_id).time_zone)
 
 
 def _entry_state(run: SyncRun) -> EntryState:
@@ -218,8 +232,9 @@ def event_job(event_id: int) -> str:
 def _entry_runs_queue(event: WebhookEvent, obj: dict) -> tuple[list[SyncRun], str | None]:
     """Make and queue the journal-entry runs an event asks for (none when the merchant turned that kind off)."""
     try:
-        client = _stripe_for(event.merchant_id)
-        runs, reason = entry_runs_for_event(event.merchant_id, event.type, obj, client, rule_for(event.merchant_id).document_type)
+        client = _stripe_for(event.stripe_account_id)
+        runs, reason = entry_runs_for_event(event.merchant_id, event.stripe_account_id, event.type, obj, client,
+                                            rule_for(event.merchant_id).document_type)
     except stripe.StripeError as error:
         raise stripe_failure(error) from None
     for run in runs:
@@ -245,14 +260,6 @@ def _entry_event(event: WebhookEvent, job_id: str | None) -> str:
     return event.outcome
 
 
-def _stripe_for(merchant_id: int) -> stripe.StripeClient:
-    connection = db.session.scalar(select(Connection).where(Connection.merchant_id == merchant_id))
-    if connection is None or not connection.stripe_secret_key:
-        raise SyncFailure("No Stripe secret key is saved (Connections), so Stripe could not be read.")
-    return stripe_client(connection.stripe_secret_key, current_app.config["STRIPE_API_BASE"], max_network_retries=1,
-                         timeout=(5.0, current_app.config["HTTP_TIMEOUT_SECONDS"]))
-
-
 DISPATCH_BATCH = 500
 
 
@@ -276,7 +283,7 @@ def events_dispatch_job(merchant_id: int) -> int:
 
 def _invoice_now(event: WebhookEvent) -> dict:
     """The event's invoice as Stripe has it now, every line read."""
-    client = _stripe_for(event.merchant_id)
+    client = _stripe_for(event.stripe_account_id)
     try:
         return fetch_invoice(client, event.stripe_invoice_id)
     except stripe.StripeError as error:

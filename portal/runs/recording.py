@@ -86,15 +86,16 @@ class DatabaseRecorder:
 
 
 class DatabaseBooks:
-    """What the database knows of a merchant's invoices and payments, for journal entries
-    (portal.sync.ledger.Books)."""
+    """What the database knows of the invoices and payments of one of a merchant's Stripe accounts, for
+    journal entries (portal.sync.ledger.Books)."""
 
-    def __init__(self, merchant_id: int) -> None:
-        self.merchant_id = merchant_id
+    def __init__(self, merchant_id: int, stripe_account_id: int) -> None:
+        self.merchant_id, self.stripe_account_id = merchant_id, stripe_account_id
 
     def booked_invoice(self, stripe_invoice_id: str) -> tuple[int, int] | None:
         row = db.session.execute(select(SyncRun.economic_customer_number, SyncRun.economic_booked_number).where(
-            SyncRun.merchant_id == self.merchant_id, SyncRun.kind == RunKind.INVOICE,
+            SyncRun.merchant_id == self.merchant_id, SyncRun.stripe_account_id == self.stripe_account_id,
+            SyncRun.kind == RunKind.INVOICE,
             SyncRun.stripe_object_id == stripe_invoice_id, SyncRun.superseded_by.is_(None))).first()
         if row is None or row.economic_booked_number is None or row.economic_customer_number is None:
             return None
@@ -102,8 +103,8 @@ class DatabaseBooks:
 
     def payment_entered(self, stripe_payment_ref: str) -> bool | None:
         statuses = db.session.scalars(select(SyncRun.status).where(
-            SyncRun.merchant_id == self.merchant_id, SyncRun.kind == RunKind.PAYMENT,
-            SyncRun.stripe_payment_ref == stripe_payment_ref, SyncRun.superseded_by.is_(None))).all()
+            SyncRun.merchant_id == self.merchant_id, SyncRun.stripe_account_id == self.stripe_account_id,
+            SyncRun.kind == RunKind.PAYMENT, SyncRun.stripe_payment_ref == stripe_payment_ref, SyncRun.superseded_by.is_(None))).all()
         if not statuses:
             return None
         return all(status == RunStatus.SUCCEEDED for status in statuses)
@@ -112,8 +113,8 @@ class DatabaseBooks:
         found: dict[str, tuple[str, str | None]] = {}
         for start in range(0, len(stripe_payment_refs), 500):
             for row in db.session.execute(select(SyncRun.stripe_payment_ref, SyncRun.stripe_invoice_id, SyncRun.stripe_invoice_number).where(
-                    SyncRun.merchant_id == self.merchant_id, SyncRun.kind == RunKind.PAYMENT,
-                    SyncRun.stripe_payment_ref.in_(stripe_payment_refs[start:start + 500]))):
+                    SyncRun.merchant_id == self.merchant_id, SyncRun.stripe_account_id == self.stripe_account_id,
+                    SyncRun.kind == RunKind.PAYMENT, SyncRun.stripe_payment_ref.in_(stripe_payment_refs[start:start + 500]))):
                 found[row.stripe_payment_ref] = (row.stripe_invoice_id, row.stripe_invoice_number)
         return found
 

@@ -22,48 +22,53 @@ from .queueing import job_discard, sync_run_enqueue
 from .rules import RuleChoices, decide
 
 
-# A run's unique key: one run per merchant, kind and Stripe object (runs superseded by the one-run rule excepted).
-SYNC_RUN_KEY = ["merchant_id", "kind", "stripe_object_id"]
+# A run's unique key: one run per merchant, Stripe account, kind and Stripe object (runs superseded by the
+# one-run rule excepted).
+SYNC_RUN_KEY = ["merchant_id", "stripe_account_id", "kind", "stripe_object_id"]
 CURRENT_RUN = "superseded_by IS NULL"
 DOCUMENT_LABELS = {"draft_invoice": "draft invoice", "booked_invoice": "booked invoice", "draft_order": "draft order"}
 
 
-def sync_run_key(merchant_id: int, stripe_invoice_id: str) -> tuple:
+def sync_run_key(merchant_id: int, stripe_account_id: int, stripe_invoice_id: str) -> tuple:
     """The WHERE clause of an invoice run's unique key (`SYNC_RUN_KEY`)."""
-    return (SyncRun.merchant_id == merchant_id, SyncRun.kind == RunKind.INVOICE,
-            SyncRun.stripe_object_id == stripe_invoice_id, SyncRun.superseded_by.is_(None))
+    return (SyncRun.merchant_id == merchant_id, SyncRun.stripe_account_id == stripe_account_id,
+            SyncRun.kind == RunKind.INVOICE, SyncRun.stripe_object_id == stripe_invoice_id, SyncRun.superseded_by.is_(None))
 
 
-def sync_run_values(merchant_id: int, stripe_invoice_id: str, rule: RuleChoices, job_id: str | None = None) -> dict:
-    """A new run's row for (merchant, invoice), queued to make the rule's document type.
+def sync_run_values(merchant_id: int, stripe_account_id: int, stripe_invoice_id: str, rule: RuleChoices,
+                    job_id: str | None = None) -> dict:
+    """A new run's row for (merchant, Stripe account, invoice), queued to make the rule's document type.
 
     The rule's choices are copied in: saving new rules never changes a run already queued.
     """
     return {
-        "merchant_id": merchant_id, "kind": RunKind.INVOICE, "stripe_object_id": stripe_invoice_id,
+        "merchant_id": merchant_id, "stripe_account_id": stripe_account_id, "kind": RunKind.INVOICE,
+        "stripe_object_id": stripe_invoice_id,
         "stripe_invoice_id": stripe_invoice_id, "document_type": rule.document_type,
         "trigger": rule.trigger, "write_back_to_stripe": rule.write_back_to_stripe, "status": "queued",
         "job_id": job_id,
     }
 
 
-def sync_run_insert(merchant_id: int, stripe_invoice_id: str, rule: RuleChoices, job_id: str | None = None) -> int | None:
+def sync_run_insert(merchant_id: int, stripe_account_id: int, stripe_invoice_id: str, rule: RuleChoices,
+                    job_id: str | None = None) -> int | None:
     """Insert the invoice's run: its id, or None when the invoice has one.
 
     The database's unique index decides, so concurrent jobs agree.
     """
-    return insert_if_absent(SyncRun, sync_run_values(merchant_id, stripe_invoice_id, rule, job_id), SYNC_RUN_KEY,
-                            where=CURRENT_RUN)
+    values = sync_run_values(merchant_id, stripe_account_id, stripe_invoice_id, rule, job_id)
+    return insert_if_absent(SyncRun, values, SYNC_RUN_KEY, where=CURRENT_RUN)
 
 
-def sync_run_of_invoice(merchant_id: int, stripe_invoice_id: str) -> SyncRun | None:
-    return db.session.scalar(select(SyncRun).where(*sync_run_key(merchant_id, stripe_invoice_id)))
+def sync_run_of_invoice(merchant_id: int, stripe_account_id: int, stripe_invoice_id: str) -> SyncRun | None:
+    return db.session.scalar(select(SyncRun).where(*sync_run_key(merchant_id, stripe_account_id, stripe_invoice_id)))
 
 
-def sync_run_create(merchant_id: int, stripe_invoice_id: str, rule: RuleChoices) -> tuple[SyncRun, bool]:
+def sync_run_create(merchant_id: int, stripe_account_id: int, stripe_invoice_id: str,
+                    rule: RuleChoices) -> tuple[SyncRun, bool]:
     """The invoice's run (made under `rule` if it had none), and whether this call created it."""
-    new_run_id = sync_run_insert(merchant_id, stripe_invoice_id, rule)
-    return sync_run_of_invoice(merchant_id, stripe_invoice_id), new_run_id is not None
+    new_run_id = sync_run_insert(merchant_id, stripe_account_id, stripe_invoice_id, rule)
+    return sync_run_of_invoice(merchant_id, stripe_account_id, stripe_invoice_id), new_run_id is not None
 
 
 class Trigger(str, enum.Enum):
@@ -74,14 +79,14 @@ class Trigger(str, enum.Enum):
     UNCHANGED = "unchanged"  # it has the document the rule asks for, or one the rule cannot turn into it
 
 
-def sync_run_trigger(merchant_id: int, stripe_invoice_id: str, rule: RuleChoices,
+def sync_run_trigger(merchant_id: int, stripe_account_id: int, stripe_invoice_id: str, rule: RuleChoices,
                      job_id: str | None) -> tuple[SyncRun, Trigger, str | None]:
     """The rule fired for the invoice: make its one run, or advance the run it has (a draft invoice made
     on Sent is booked on Paid when the rule now says Booked Invoice). Never a second document.
     Returns the run, what happened, and for an unchanged run why, in the merchant's words."""
-    if sync_run_insert(merchant_id, stripe_invoice_id, rule, job_id) is not None:
-        return sync_run_of_invoice(merchant_id, stripe_invoice_id), Trigger.CREATED, None
-    run = sync_run_of_invoice(merchant_id, stripe_invoice_id)
+    if sync_run_insert(merchant_id, stripe_account_id, stripe_invoice_id, rule, job_id) is not None:
+        return sync_run_of_invoice(merchant_id, stripe_account_id, stripe_invoice_id), Trigger.CREATED, None
+    run = sync_run_of_invoice(merchant_id, stripe_account_id, stripe_invoice_id)
     wanted, has = rule.document_type, run.document_type
     if (has, wanted) == ("draft_invoice", "booked_invoice"):
         advanced = db.session.execute(
@@ -116,11 +121,11 @@ def sync_run_from_event(event: WebhookEvent, invoice: dict, job_id: str | None) 
     decision = decide(event.type, invoice, rule)
     if not decision.sync:
         reason = decision.reason
-        if event.type == "invoice.voided" and _flag_credit_note_due(event.merchant_id, event.stripe_invoice_id):
+        if event.type == "invoice.voided" and _flag_credit_note_due(event.merchant_id, event.stripe_account_id, event.stripe_invoice_id):
             reason = "The invoice was voided after its document was booked in e-conomic: a credit note is due."
         _event_decided(event, "ignored", reason)
         return None
-    run, what, reason = sync_run_trigger(event.merchant_id, event.stripe_invoice_id, rule, job_id)
+    run, what, reason = sync_run_trigger(event.merchant_id, event.stripe_account_id, event.stripe_invoice_id, rule, job_id)
     if what is Trigger.UNCHANGED:
         _event_decided(event, "duplicate", reason, run.id)
         return None
@@ -156,10 +161,11 @@ def _event_decided(event: WebhookEvent, outcome: str, reason: str | None, run_id
     db.session.commit()
 
 
-def _flag_credit_note_due(merchant_id: int, invoice_id: str) -> bool:
+def _flag_credit_note_due(merchant_id: int, stripe_account_id: int, invoice_id: str) -> bool:
     """Mark the invoice's booked run: a booked invoice can only be undone by a credit note."""
     flagged = db.session.execute(
-        update(SyncRun).where(SyncRun.merchant_id == merchant_id, SyncRun.stripe_invoice_id == invoice_id,
+        update(SyncRun).where(SyncRun.merchant_id == merchant_id, SyncRun.stripe_account_id == stripe_account_id,
+                              SyncRun.stripe_invoice_id == invoice_id,
                               SyncRun.economic_booked_number.is_not(None)).values(needs_credit_note=True)
     ).rowcount
     return bool(flagged)
@@ -304,7 +310,7 @@ def event_sync_now(event: WebhookEvent, rule: SyncRule) -> SyncRun:
     """"Sync this invoice now" for an ignored event: a run under the current rule, queued at once."""
     if not event.stripe_invoice_id:
         raise RunActionRefused("This event names no invoice.")
-    run, created = sync_run_create(event.merchant_id, event.stripe_invoice_id, rule)
+    run, created = sync_run_create(event.merchant_id, event.stripe_account_id, event.stripe_invoice_id, rule)
     if not created:
         raise RunActionRefused(f"This invoice has a {SyncRule.DOCUMENT_TYPES[run.document_type]} sync already; use Sync again on it.")
     event.outcome = "queued"

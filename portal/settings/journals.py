@@ -16,6 +16,7 @@ from ..sync.journal_choices import TEXT_PLACEHOLDERS, JournalChoices
 from ..webhooks import journal_webhook_events, webhook_events_for
 from . import bp
 from .journals_form import NUMBERS, JournalSettingsForm
+from ..stripe_accounts import stripe_accounts_of
 from .stripe_endpoint import WebhookEndpointError, webhook_endpoint_update
 from .sync_config import ChoicesUnavailable, economic_journal_lists
 
@@ -27,17 +28,18 @@ def journal_settings_save(merchant_id: int, choices: JournalChoices) -> None:
 
 
 def _endpoint_events_in_step(choices: JournalChoices) -> None:
-    """The webhook endpoint the portal made in Stripe gets the events the new settings need."""
-    connection = current_user.merchant.connection
-    if connection is None or not connection.stripe_webhook_endpoint_id:
-        return
-    try:
-        webhook_endpoint_update(connection, webhook_events_for(choices), api_base=current_app.config["STRIPE_API_BASE"])
-        flash("The webhook endpoint in Stripe now sends the events these settings need.", "success")
-    except WebhookEndpointError as error:
-        db.session.commit()  # a deleted endpoint is forgotten
-        flash(f"The webhook endpoint's events in Stripe were not updated: {error} (Connections › Update the "
-              "endpoint's events).", "warning")
+    """The webhook endpoints the portal made in Stripe (one per Stripe account) get the events the new
+    settings need."""
+    for account in stripe_accounts_of(current_user.merchant_id):
+        if not account.webhook_endpoint_id:
+            continue
+        try:
+            webhook_endpoint_update(account, webhook_events_for(choices), api_base=current_app.config["STRIPE_API_BASE"])
+            flash(f"The webhook endpoint of “{account.label}” in Stripe now sends the events these settings need.", "success")
+        except WebhookEndpointError as error:
+            db.session.commit()  # a deleted endpoint is forgotten
+            flash(f"The webhook endpoint's events of “{account.label}” in Stripe were not updated: {error} (Connections › "
+                  "Update the endpoint's events).", "warning")
 
 
 @bp.route("/settings/journals", methods=["GET", "POST"])

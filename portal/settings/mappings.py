@@ -30,8 +30,8 @@ from ..sync.mapping import (
     source_from_choice,
 )
 from ..sync.stripe_source import fetch_invoice, stripe_client
+from ..stripe_accounts import stripe_accounts_of
 from . import bp
-from .services import connection_for
 from ..merchant_config import mappings_for, sync_settings_for
 from .sync_config import mappings_save
 
@@ -151,19 +151,29 @@ def mapping_row_edit(target_key: str):
     return response
 
 
+def _invoice_in_any(accounts: list, invoice_id: str) -> dict:
+    """The invoice, read from whichever of the merchant's Stripe accounts has it (Stripe answers 404 in the others)."""
+    for position, account in enumerate(accounts):
+        client = stripe_client(account.secret_key, current_app.config["STRIPE_API_BASE"], max_network_retries=1)
+        try:
+            return fetch_invoice(client, invoice_id)
+        except stripe.InvalidRequestError as error:
+            if error.http_status != 404 or position == len(accounts) - 1:
+                raise
+    raise AssertionError("unreachable: accounts is never empty")
+
+
 @bp.route("/mappings/preview", methods=["POST"])
 @login_required
 def mapping_preview():
     invoice_id = (request.form.get("invoice_id") or "").strip()
     if not INVOICE_ID.match(invoice_id):
         return render_template("settings/_preview.html", error="Enter a Stripe invoice id, such as in_1QxYz…"), 422
-    connection = connection_for(current_user.merchant)
-    if not connection.stripe_secret_key:
-        db.session.rollback()
+    accounts = [account for account in stripe_accounts_of(current_user.merchant_id) if account.secret_key]
+    if not accounts:
         return render_template("settings/_preview.html", error="Save a Stripe secret key on the Connections page first."), 422
-    client = stripe_client(connection.stripe_secret_key, current_app.config["STRIPE_API_BASE"], max_network_retries=1)
     try:
-        invoice = fetch_invoice(client, invoice_id)
+        invoice = _invoice_in_any(accounts, invoice_id)
     except stripe.StripeError as error:
         message = error.user_message or str(error) or error.__class__.__name__
         return render_template("settings/_preview.html", error=f"Stripe answered: {message}"), 422

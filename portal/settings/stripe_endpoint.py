@@ -1,8 +1,8 @@
 """The merchant's webhook endpoint in Stripe, made, kept in step and deleted through Stripe's API.
 
-The signing secret Stripe returns when it creates the endpoint goes into the connection's encrypted
-`stripe_webhook_secret`, the endpoint's id into `stripe_webhook_endpoint_id`. Each function changes the
-connection only when Stripe agreed, or (404) to forget an endpoint deleted in Stripe meanwhile; the caller
+One endpoint per Stripe account: the signing secret Stripe returns when it creates the endpoint goes into the
+account's encrypted `webhook_secret`, the endpoint's id into `webhook_endpoint_id`. Each function changes the
+account only when Stripe agreed, or (404) to forget an endpoint deleted in Stripe meanwhile; the caller
 commits. Every refusal is a `WebhookEndpointError` whose message is for the merchant.
 """
 
@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import stripe
 
-from ..models import Connection
+from ..models import StripeAccount
 from ..sync.stripe_source import DEFAULT_API_BASE, stripe_client
 
 TIMEOUT = (5.0, 30.0)  # a person waits on these calls
@@ -21,7 +21,7 @@ TIMEOUT = (5.0, 30.0)  # a person waits on these calls
 
 class WebhookEndpointError(Exception):
     """Stripe (or the portal) refused; `message` says why in the merchant's words. `forgotten`: the endpoint
-    was gone in Stripe and the connection forgot it, a change the caller commits."""
+    was gone in Stripe and the account forgot it, a change the caller commits."""
 
     def __init__(self, message: str, forgotten: bool = False) -> None:
         super().__init__(message)
@@ -29,67 +29,67 @@ class WebhookEndpointError(Exception):
         self.forgotten = forgotten
 
 
-def webhook_endpoint_create(connection: Connection, url: str, events: list[str], *, api_base: str = DEFAULT_API_BASE) -> str:
+def webhook_endpoint_create(account: StripeAccount, url: str, events: list[str], *, api_base: str = DEFAULT_API_BASE) -> str:
     """Create the endpoint for `url` with `events` and store its id and signing secret. Returns the id."""
-    if connection.stripe_webhook_endpoint_id:
-        raise WebhookEndpointError(f"The webhook endpoint is already created in Stripe ({connection.stripe_webhook_endpoint_id}): "
+    if account.webhook_endpoint_id:
+        raise WebhookEndpointError(f"The webhook endpoint is already created in Stripe ({account.webhook_endpoint_id}): "
                                    "use Update the endpoint's events instead of making a second one.")
-    client = _client(connection, api_base)
+    client = _client(account, api_base)
     try:
         endpoint = client.v1.webhook_endpoints.create(params={
-            "url": url, "enabled_events": list(events), "description": "Invoice Sync (e-conomic)",
+            "url": url, "enabled_events": list(events), "description": f"Invoice Sync (e-conomic): {account.label}",
         })
     except stripe.StripeError as error:
         raise WebhookEndpointError(_refusal(error, url)) from error
-    connection.stripe_webhook_endpoint_id = endpoint.id
-    connection.stripe_webhook_secret = endpoint.secret
+    account.webhook_endpoint_id = endpoint.id
+    account.webhook_secret = endpoint.secret
     return endpoint.id
 
 
-def webhook_endpoint_update(connection: Connection, events: list[str], *, api_base: str = DEFAULT_API_BASE) -> None:
+def webhook_endpoint_update(account: StripeAccount, events: list[str], *, api_base: str = DEFAULT_API_BASE) -> None:
     """Set the endpoint's `enabled_events` to `events`."""
-    endpoint_id = _endpoint_id(connection)
-    client = _client(connection, api_base)
+    endpoint_id = _endpoint_id(account)
+    client = _client(account, api_base)
     try:
         client.v1.webhook_endpoints.update(endpoint_id, params={"enabled_events": list(events)})
     except stripe.StripeError as error:
-        _forget_if_gone(connection, error)
+        _forget_if_gone(account, error)
         raise WebhookEndpointError(_refusal(error)) from error
 
 
-def webhook_endpoint_delete(connection: Connection, *, api_base: str = DEFAULT_API_BASE) -> None:
+def webhook_endpoint_delete(account: StripeAccount, *, api_base: str = DEFAULT_API_BASE) -> None:
     """Delete the endpoint in Stripe and forget its id and signing secret."""
-    endpoint_id = _endpoint_id(connection)
-    client = _client(connection, api_base)
+    endpoint_id = _endpoint_id(account)
+    client = _client(account, api_base)
     try:
         client.v1.webhook_endpoints.delete(endpoint_id)
     except stripe.StripeError as error:
-        _forget_if_gone(connection, error)
+        _forget_if_gone(account, error)
         raise WebhookEndpointError(_refusal(error)) from error
-    _forget(connection)
+    _forget(account)
 
 
-def _client(connection: Connection, api_base: str) -> stripe.StripeClient:
-    if not connection.stripe_secret_key:
-        raise WebhookEndpointError("Enter and save a Stripe secret key first.")
-    return stripe_client(connection.stripe_secret_key, api_base, timeout=TIMEOUT)
+def _client(account: StripeAccount, api_base: str) -> stripe.StripeClient:
+    if not account.secret_key:
+        raise WebhookEndpointError(f"Enter and save the secret key of the Stripe account “{account.label}” first.")
+    return stripe_client(account.secret_key, api_base, timeout=TIMEOUT)
 
 
-def _endpoint_id(connection: Connection) -> str:
-    if not connection.stripe_webhook_endpoint_id:
+def _endpoint_id(account: StripeAccount) -> str:
+    if not account.webhook_endpoint_id:
         raise WebhookEndpointError("No webhook endpoint was created from here: use Create the webhook endpoint for me first.")
-    return connection.stripe_webhook_endpoint_id
+    return account.webhook_endpoint_id
 
 
-def _forget(connection: Connection) -> None:
-    connection.stripe_webhook_endpoint_id = None
-    connection.stripe_webhook_secret = None
+def _forget(account: StripeAccount) -> None:
+    account.webhook_endpoint_id = None
+    account.webhook_secret = None
 
 
-def _forget_if_gone(connection: Connection, error: stripe.StripeError) -> None:
+def _forget_if_gone(account: StripeAccount, error: stripe.StripeError) -> None:
     if error.http_status == 404:
-        endpoint_id = connection.stripe_webhook_endpoint_id
-        _forget(connection)
+        endpoint_id = account.webhook_endpoint_id
+        _forget(account)
         raise WebhookEndpointError(f"The webhook endpoint {endpoint_id} no longer exists in Stripe (deleted there?), so the "
                                    "portal forgot it and its signing secret. Create it again, or paste a signing secret.",
                                    forgotten=True) from error

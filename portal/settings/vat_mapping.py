@@ -14,11 +14,9 @@ from decimal import Decimal
 
 import stripe
 from flask import current_app
-from sqlalchemy import select
 
-from ..extensions import db
-from ..models import Connection
 from ..queue import redis_connection
+from ..stripe_accounts import stripe_accounts_of
 from ..sync import vat
 from ..sync.stripe_source import stripe_client
 from ..sync.vat import Treatment, VatChoice, treatment_from_key
@@ -69,7 +67,8 @@ def _read_stripe_treatments(client: stripe.StripeClient, home_country: str) -> l
 
 
 def stripe_treatments(merchant_id: int, home_country: str, refresh: bool = False) -> list[Treatment]:
-    """The treatments of the merchant's active Stripe tax rates and recent finalized invoices, cached briefly."""
+    """The treatments of the active tax rates and recent finalized invoices of the merchant's Stripe accounts,
+    cached briefly."""
     config = current_app.config
     redis = None
     try:
@@ -80,11 +79,11 @@ def stripe_treatments(merchant_id: int, home_country: str, refresh: bool = False
     except Exception as error:  # no cache today: ask Stripe every time
         log.warning("VAT treatments cache unavailable: %s", error)
         redis = None
-    connection = db.session.scalar(select(Connection).where(Connection.merchant_id == merchant_id))
-    if connection is None or not connection.stripe_secret_key:
+    keys = [account.secret_key for account in stripe_accounts_of(merchant_id) if account.secret_key]
+    if not keys:
         raise TreatmentsUnavailable("Connect Stripe on the Connections page to list the VAT on your Stripe tax rates and invoices too.")
-    try:
-        found = _read_stripe_treatments(_stripe_client(connection.stripe_secret_key), home_country)
+    try:  # every account's: a merchant with one account per country has each country's VAT in its own
+        found = vat.distinct([treatment for key in keys for treatment in _read_stripe_treatments(_stripe_client(key), home_country)])
     except stripe.StripeError as error:
         reason = error.user_message or getattr(error, "_message", None) or str(error) or error.__class__.__name__
         raise TreatmentsUnavailable(

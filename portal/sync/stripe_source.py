@@ -33,11 +33,6 @@ def key_mode(api_key: str) -> str:
     return "test" if "_test_" in api_key else "live"
 
 
-def check_invoice_access(client: stripe.StripeClient) -> None:
-    """Raise a `stripe.StripeError` unless the key may list invoices, which every sync needs."""
-    client.v1.invoices.list(params={"limit": 1})
-
-
 INVOICE_EXPAND = ["customer", "total_taxes.tax_rate_details.tax_rate"]
 LINES_PAGE = 100
 

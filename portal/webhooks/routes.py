@@ -16,12 +16,12 @@ def stripe_event(webhook_key: str):
     payload = request.get_data(cache=False)
     with intake_connection() as connection:
         try:
-            merchant_id, event = webhook_event_verified(connection, webhook_key, payload, request.headers.get("Stripe-Signature"))
+            target, event = webhook_event_verified(connection, webhook_key, payload, request.headers.get("Stripe-Signature"))
         except WebhookRejected as rejected:
             return jsonify(error=rejected.reason), rejected.status
-        event_id = event_store(connection, merchant_id, event, payload)
+        event_id = event_store(connection, target, event, payload)
     if event_id is None:
         return jsonify(received=True, duplicate=True), 200
     # Only now that the event is committed may the dispatcher look for it; Redis down, the requeue pass queues it.
-    events_signal(merchant_id)
+    events_signal(target.merchant_id)
     return jsonify(received=True), 200

@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import bindparam, select
 
 from ..extensions import db
-from ..models import Connection, Merchant, WebhookEvent, insert_if_absent, utcnow
+from ..models import StripeAccount, WebhookEvent, insert_if_absent, utcnow
 
 
 class WebhookRejected(Exception):
@@ -30,25 +30,23 @@ class WebhookRejected(Exception):
 
 @dataclass(frozen=True)
 class WebhookTarget:
-    """Whose endpoint a delivery reached: the merchant and its signing secret."""
+    """Whose endpoint a delivery reached: the merchant, its Stripe account, and that account's signing secret."""
 
     merchant_id: int
+    stripe_account_id: int
     signing_secret: str | None
 
 
 # Built once: building a statement costs more CPU than running the cached one.
-_TARGET_QUERY = (
-    select(Merchant.id, Connection.stripe_webhook_secret)
-    .outerjoin(Connection, Connection.merchant_id == Merchant.id)
-    .where(Merchant.webhook_key == bindparam("webhook_key"))
-)
+_TARGET_QUERY = select(StripeAccount.merchant_id, StripeAccount.id, StripeAccount.webhook_secret).where(
+    StripeAccount.webhook_key == bindparam("webhook_key"))
 
 
 TARGET_CACHE_SECONDS = 30.0
 
 
 def webhook_target(connection: sa.Connection, webhook_key: str, fresh: bool = False) -> WebhookTarget | None:
-    """The merchant behind a webhook URL and its signing secret (this runs on every delivery).
+    """The merchant and Stripe account behind a webhook URL, and its signing secret (this runs on every delivery).
 
     Read in one query and kept for TARGET_CACHE_SECONDS in this process: the query and the secret's
     decryption are a large share of a delivery. `fresh` reads it again (a signature that does not verify
@@ -65,32 +63,33 @@ def webhook_target(connection: sa.Connection, webhook_key: str, fresh: bool = Fa
     if row is None:
         kept.pop(webhook_key, None)
         return None
-    target = WebhookTarget(row.id, row.stripe_webhook_secret)
+    target = WebhookTarget(row.merchant_id, row.id, row.webhook_secret)
     kept[webhook_key] = (now + TARGET_CACHE_SECONDS, target)
     return target
 
 
-def webhook_event_verified(connection: sa.Connection, webhook_key: str, payload: bytes, signature: str | None) -> tuple[int, dict]:
-    """The merchant a delivery is for and its verified event; `WebhookRejected` when the URL is unknown or
-    the signature does not check out against the merchant's signing secret as saved now."""
+def webhook_event_verified(connection: sa.Connection, webhook_key: str, payload: bytes,
+                           signature: str | None) -> tuple[WebhookTarget, dict]:
+    """Whose a delivery is and its verified event; `WebhookRejected` when the URL is unknown or the signature
+    does not check out against the account's signing secret as saved now."""
     target = webhook_target(connection, webhook_key)
     if target is None:
         raise WebhookRejected(404, "Unknown webhook URL.")
     try:
-        return target.merchant_id, event_verify(payload, signature, target.signing_secret)
+        return target, event_verify(payload, signature, target.signing_secret)
     except WebhookRejected:
         saved = webhook_target(connection, webhook_key, fresh=True)
         if saved is None:
             raise WebhookRejected(404, "Unknown webhook URL.") from None
         if saved == target:
             raise
-        return saved.merchant_id, event_verify(payload, signature, saved.signing_secret)
+        return saved, event_verify(payload, signature, saved.signing_secret)
 
 
 def event_verify(payload: bytes, signature: str | None, secret: str | None) -> dict:
     """The event as a dict when the payload is signed with `secret`; else `WebhookRejected`."""
     if not secret:
-        raise WebhookRejected(400, "No webhook signing secret is configured for this merchant.")
+        raise WebhookRejected(400, "No webhook signing secret is configured for this Stripe account.")
     if not signature:
         raise WebhookRejected(400, "Missing Stripe-Signature header.")
     try:
@@ -116,11 +115,11 @@ def event_verify(payload: bytes, signature: str | None, secret: str | None) -> d
 EVENT_KEY = ["merchant_id", "stripe_event_id"]
 
 
-def event_store(connection: sa.Connection, merchant_id: int, event: dict, payload: bytes) -> int | None:
+def event_store(connection: sa.Connection, target: WebhookTarget, event: dict, payload: bytes) -> int | None:
     """Store a verified event, undecided ("received"): its id, or None when it was stored before (a
     repeated delivery keeps nothing of its own). One INSERT … ON CONFLICT DO NOTHING on the event's
     unique key, so concurrent deliveries agree without locks. What the event makes is decided by a job."""
-    event_id = insert_if_absent(WebhookEvent, _event_row(merchant_id, event, payload), EVENT_KEY, on=connection)
+    event_id = insert_if_absent(WebhookEvent, _event_row(target, event, payload), EVENT_KEY, on=connection)
     connection.commit()
     return event_id
 
@@ -132,10 +131,11 @@ def _invoice_id(event: dict) -> str | None:
     return None
 
 
-def _event_row(merchant_id: int, event: dict, payload: bytes) -> dict:
+def _event_row(target: WebhookTarget, event: dict, payload: bytes) -> dict:
     created = event.get("created")
     return {
-        "merchant_id": merchant_id,
+        "merchant_id": target.merchant_id,
+        "stripe_account_id": target.stripe_account_id,
         "stripe_event_id": event["id"][:255],
         "type": event["type"][:100],
         "livemode": bool(event.get("livemode")),

@@ -36,15 +36,22 @@ def test_from_connections_to_a_booked_invoice(world, page, screenshots):
 
     # Connections, pointing at the doubles, and both connection tests.
     page.click("nav >> text=Connections")
-    page.fill("#stripe_secret_key", stripe_fake.api_key)
-    page.fill("#stripe_webhook_secret", SECRET)
+    page.fill(".stripe-account input[name=secret_key]", stripe_fake.api_key)
+    page.click("text=Save and check the key")
+    assert "Key saved for “Stripe”." in page.locator(".flash-success").first.inner_text()
+    page.click("text=Or paste the signing secret of an endpoint you added in Stripe")
+    page.fill(".stripe-account input[name=webhook_secret]", SECRET)
+    page.click("text=Save the signing secret")
+    assert "Signing secret saved" in page.locator(".flash-success").first.inner_text()
     page.fill("#economic_app_secret_token", "app")
     page.fill("#economic_agreement_grant_token", "grant")
-    page.click("input[value='Save connections']")
-    assert "Connections saved." in page.locator(".flash-success").first.inner_text()
-    page.click("#stripe-check >> xpath=preceding-sibling::button[1]")
-    page.locator("#stripe-check p").wait_for()
-    assert page.locator("#stripe-check p").inner_text() == "Connected to Stripe (test mode); the key can read invoices."
+    page.click("input[value='Check and save e-conomic tokens']")
+    assert "Connected to e-conomic as Fake ApS (agreement 123456)." in page.locator(".flash-success").first.inner_text()
+    page.click(".stripe-account >> text=Test connection")
+    stripe_check = page.locator(".stripe-account [aria-live] p")
+    stripe_check.wait_for()
+    assert stripe_check.inner_text() == (f"Connected to Stripe account {stripe_fake.account['id']} (Demo Shop ApS) in test mode; "
+                                         "the key can read what the sync needs.")
     page.click("#economic-check >> xpath=preceding-sibling::button[1]")
     page.locator("#economic-check p").wait_for()
     assert page.locator("#economic-check p").inner_text() == "Connected to e-conomic as Fake ApS (agreement 123456)."

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import create_engine, insert, select
 
-from portal.models import Merchant, SyncRun
+from portal.models import Merchant, StripeAccount, SyncRun
 from portal.sync.vat import Figures, reconcile
 
 from ..live import running_portal
@@ -39,6 +39,7 @@ def insert_held_runs(database_path) -> None:
     common = dict(trigger="paid", currency="DKK", attempts=1, created_at=now - timedelta(hours=1))
     with engine.begin() as connection:
         merchant_id = connection.scalar(select(Merchant.id))
+        common["stripe_account_id"] = connection.scalar(select(StripeAccount.id).where(StripeAccount.merchant_id == merchant_id))
         for row in [
             dict(common, merchant_id=merchant_id, stripe_invoice_id="in_1HeldReverseCharge", stripe_invoice_number="NB-2026-0042",
                  customer_name="Nordic Bikes GmbH", customer_email="ap@nordicbikes.de", document_type="booked_invoice",

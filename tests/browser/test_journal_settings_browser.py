@@ -39,8 +39,8 @@ def test_turn_payments_on_choose_journal_and_account_and_find_them_after_a_reloa
     page.click("nav >> text=Connections")
     page.fill("#economic_app_secret_token", "app")
     page.fill("#economic_agreement_grant_token", "grant")
-    page.click("input[value='Save connections']")
-    assert "Connections saved." in page.locator(".flash-success").first.inner_text()
+    page.click("input[value='Check and save e-conomic tokens']")
+    assert "Connected to e-conomic as Fake ApS (agreement 123456)." in page.locator(".flash-success").first.inner_text()
 
     # The tab sits beside the other settings tabs.
     page.click("nav >> text=Invoice Sync Rules")
