@@ -54,6 +54,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 import secrets
 import string
 import threading
@@ -869,6 +870,8 @@ class FakeStripe(ServedDouble):
         with self.lock:
             if parts[:2] == ["v1", "invoices"] and len(parts) == 2 and request.method == "GET":
                 return self._list_invoices(request)
+            if parts == ["v1", "invoices", "search"] and request.method == "GET":
+                return self._search_invoices(request)
             if parts[:2] == ["v1", "invoices"] and len(parts) >= 3:
                 invoice = self.invoices.get(parts[2])
                 if invoice is None:
@@ -1023,6 +1026,20 @@ class FakeStripe(ServedDouble):
             start = ids.index(after) + 1 if after in ids else len(items)
         page = items[start:start + limit]
         return self._json({"object": "list", "data": copy.deepcopy(page), "has_more": start + limit < len(items), "url": url})
+
+    def _search_invoices(self, request: Request) -> Response:
+        """`GET /v1/invoices/search`, for the clauses `field:"value"` joined by AND that the portal sends (on number,
+        customer, status, currency); Stripe's other search syntax is refused as Stripe refuses a bad query."""
+        query = request.args.get("query", "")
+        clauses = re.findall(r'(\w+):"([^"]*)"', query)
+        rest = re.sub(r'(\w+):"([^"]*)"', "", query).replace("AND", "").strip()
+        if not clauses or rest or any(field not in ("number", "customer", "status", "currency") for field, _ in clauses):
+            return self._invalid(f"The query {query!r} is not valid search syntax for this double.", "query")
+        items = sorted(self.invoices.values(), key=lambda i: (-i["created"], i["id"]))
+        items = [i for i in items if all(str(i.get(field) or "") == value for field, value in clauses)]
+        limit = max(1, min(int(request.args.get("limit", 10)), 100))
+        return self._json({"object": "search_result", "data": [self._invoice_view(i, []) for i in items[:limit]],
+                           "has_more": len(items) > limit, "next_page": None, "url": "/v1/invoices/search"})
 
     def _list_invoices(self, request: Request) -> Response:
         gte = request.args.get("created[gte]", type=int)

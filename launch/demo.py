@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from doubles.economic import GRANT_PAGE, FakeEconomic
 from doubles.stripe import FakeStripe
@@ -22,6 +23,7 @@ DEMO_WEBHOOK_SECRET = "whsec_demo_signing_secret"
 # The demo's app in the fake e-conomic: "Connect e-conomic" goes to the fake's grant page and back.
 DEMO_ECONOMIC_APP_PUBLIC_TOKEN = "demo-app-public-token"
 DEMO_ECONOMIC_APP_SECRET_TOKEN = "app"
+ECONOMIC_DATA_FILE = "fake-economic.pickle"  # in the demo's instance folder, beside the portal's database
 
 
 def set_up_demo_merchant(app) -> None:
@@ -38,7 +40,7 @@ def set_up_demo_merchant(app) -> None:
         db.session.add(stripe_account)
         connection = merchant.connection or Connection(merchant_id=merchant.id)
         connection.economic_app_secret_token = DEMO_ECONOMIC_APP_SECRET_TOKEN
-        connection.economic_agreement_grant_token = "grant"  # the fake forgets grants made in an earlier run
+        connection.economic_agreement_grant_token = "grant"  # the demo agreement's own grant, whatever was connected before
         connection.economic_company_name, connection.economic_agreement_number = "Fake ApS", 123456
         connection.economic_connected_at = connection.economic_connected_at or utcnow()
         db.session.add(connection)
@@ -61,9 +63,15 @@ def set_up_demo_merchant(app) -> None:
 
 
 def main() -> int:
+    instance_path = os.environ.get("INSTANCE_PATH") or str(devserver.PROJECT_ROOT / "instance" / "demo")
     stripe_fake = FakeStripe(available_after_days=0).start()  # the demo pays out at once, not after 7 days
     economic_fake = FakeEconomic(app_secret_token=DEMO_ECONOMIC_APP_SECRET_TOKEN,
                                  app_public_token=DEMO_ECONOMIC_APP_PUBLIC_TOKEN, app_name="Invoice Sync (demo)").start()
+    # The fake e-conomic keeps its customers, products, invoices and journals beside the portal's database,
+    # so a second `make demo` finds the customers and products the portal remembers.
+    if economic_fake.keep_data_in(Path(instance_path) / ECONOMIC_DATA_FILE):
+        print(f"Demo e-conomic: the data of the previous run, from {Path(instance_path) / ECONOMIC_DATA_FILE} "
+              "(delete that folder to start afresh)")
     economic_fake.add_product("MISC", "Miscellaneous")
     economic_fake.add_product("DISCOUNT", "Discount")
     economic_fake.add_product("SHIP", "Shipping")
@@ -75,7 +83,7 @@ def main() -> int:
         "ECONOMIC_APP_PUBLIC_TOKEN": DEMO_ECONOMIC_APP_PUBLIC_TOKEN,
         "ECONOMIC_APP_SECRET_TOKEN": DEMO_ECONOMIC_APP_SECRET_TOKEN,
         "DEMO_STRIPE_CONTROL_URL": stripe_fake.url,
-        "INSTANCE_PATH": os.environ.get("INSTANCE_PATH") or str(devserver.PROJECT_ROOT / "instance" / "demo"),
+        "INSTANCE_PATH": instance_path,
         "PORTAL_ADMIN_EMAIL": DEMO_EMAIL,
         "PORTAL_ADMIN_PASSWORD": DEMO_PASSWORD,
         "PORTAL_MERCHANT_NAME": "Demo Shop ApS",

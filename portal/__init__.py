@@ -31,13 +31,14 @@ CONTENT_SECURITY_POLICY = {
     "object-src": "'none'",
 }
 
-# The portal's main navigation, in the order merchants set things up.
+# The portal's main navigation, grouped by task and in the order merchants set things up: each item is
+# (endpoint, label, the endpoint prefixes of its screens). Rules & mappings holds the rules, field mappings and
+# journal entries, switched between by the tabs on those pages (templates/settings/_tabs.html).
 NAVIGATION = (
-    ("settings.rules", "Invoice Sync Rules"),
-    ("settings.mappings", "Invoice/Order field mappings"),
-    ("settings.customer_product", "Customer & product settings"),
-    ("history.index", "Sync history"),
-    ("settings.connections", "Connections"),
+    ("settings.connections", "Connections", ("settings.connections", "settings.economic_")),
+    ("settings.rules", "Rules & mappings", ("settings.rules", "settings.mapping", "settings.journals")),
+    ("settings.customer_product", "Customer & product settings", ("settings.customer_product",)),
+    ("history.index", "Sync history", ("history.",)),
 )
 
 
@@ -126,7 +127,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     @app.context_processor
     def navigation():
         admin = current_user.is_authenticated and current_user.is_admin
-        items = [(endpoint, label) for endpoint, label in NAVIGATION
+        here = request.endpoint or ""
+        items = [(endpoint, label, "page" if here == endpoint else "true" if here.startswith(screens) else None)
+                 for endpoint, label, screens in NAVIGATION
                  if endpoint in app.view_functions and (admin or ENDPOINT_ACCESS.get(endpoint) is not ADMIN)]
         return {"navigation": items, "is_admin": admin}
 

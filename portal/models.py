@@ -222,6 +222,9 @@ class WebhookEvent(db.Model):
                  postgresql_where=sa.text("payload <> ''")),
         # The Connections page's "last event received" per account.
         db.Index("ix_webhook_events_account", "stripe_account_id", "id"),
+        # The Sync history's invoices the rules left alone, newest first, per merchant.
+        db.Index("ix_webhook_events_ignored", "merchant_id", "received_at", "id", sqlite_where=sa.text("outcome = 'ignored'"),
+                 postgresql_where=sa.text("outcome = 'ignored'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -284,20 +287,20 @@ class SyncSettings(db.Model):
 
     __tablename__ = "sync_settings"
 
-    MATCH_CUSTOMERS_ON = {"name": "Customer Name", "email": "Email", "phone": "Phone", "custom": "Custom Field"}
+    MATCH_CUSTOMERS_ON = {"name": "Customer name", "email": "E-mail", "phone": "Phone", "custom": "Custom field"}
     CUSTOMER_NUMBER_MODES = {
         "economic": "Let e-conomic create the customer number",
         "stripe": "Use the customer number from Stripe",
     }
-    PRODUCT_MATCHING = {"simple": "Simple Search", "direct": "Direct Link"}
+    PRODUCT_MATCHING = {"simple": "Simple search", "direct": "Direct link"}
     SIMPLE_SEARCH_ON = {
         "product_number": "e-conomic product number = Stripe product id",
         "name": "e-conomic product name = Stripe product name",
     }
     PRODUCT_NOT_FOUND = {
-        "skip": "Skip Invoice Generation",
-        "default": "Use A Default Product",
-        "create": "Create A New Product",
+        "skip": "Skip invoice generation",
+        "default": "Use a default product",
+        "create": "Create a new product",
     }
     CURRENCY_MODES = {"invoice": "The invoice's currency", "fixed": "A fixed currency"}
 

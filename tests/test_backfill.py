@@ -54,7 +54,10 @@ def test_backfill_pages_through_stripe_and_queues_each_matching_invoice_once(app
         assert (backfill.invoices_listed, backfill.runs_created, backfill.already_synced) == (103, 100, 1)
         runs = db.session.scalars(db.select(SyncRun).where(SyncRun.backfill_id == backfill.id)).all()
         assert len(runs) == 100 and all(run.job_id for run in runs)
-        assert backfill_progress(backfill) == {"finished": 0, "total": 100, "percent": 0}
+        progress = backfill_progress(backfill)
+        assert (progress["finished"], progress["total"], progress["percent"]) == (0, 100, 0)
+        # The invoices listed add up: to sync + synced before + not synced under the rules.
+        assert (progress["invoices_to_sync"], progress["synced_before"], progress["not_synced"]) == (100, 1, 2)
         for run in runs[:40]:
             run.status = "succeeded"
         db.session.commit()
@@ -69,7 +72,8 @@ def test_backfill_pages_through_stripe_and_queues_each_matching_invoice_once(app
         db.session.commit()
     done = client.get(f"/history/backfills/{backfill_id}/progress")
     assert done.status_code == 286  # stops polling
-    assert "done" in done.get_data(as_text=True)
+    assert "Done" in done.get_data(as_text=True)
+    assert '<progress value="100" max="100"' in done.get_data(as_text=True)  # the bar is full when it says 100 %
 
 
 @pytest.mark.parametrize(
@@ -84,8 +88,13 @@ def test_backfill_pages_through_stripe_and_queues_each_matching_invoice_once(app
 def test_bad_ranges_are_refused_clearly(app, client, connected, data, message):
     login(client, connected.email)
     token = csrf_token(client, "/history/backfill")
-    page = client.post("/history/backfill", data={"csrf_token": token, **data}, follow_redirects=True).get_data(as_text=True)
+    response = client.post("/history/backfill", data={"csrf_token": token, **data}, follow_redirects=True)
+    page = response.get_data(as_text=True)
     assert message in page
+    assert response.status_code == 422
+    # What was entered stays in the form, to be corrected rather than typed again.
+    assert 'name="from" max="' in page and f'value="{data["from"]}"' in page
+    assert f'value="{data["to"]}"' in page
     with app.app_context():
         assert db.session.scalar(db.select(db.func.count()).select_from(Backfill)) == 0
 
@@ -100,7 +109,8 @@ def test_held_and_skipped_runs_count_as_finished_so_a_backfill_completes(app, ac
             db.session.add(SyncRun(merchant_id=account.merchant_id, stripe_account_id=first_stripe_account(account.merchant_id), stripe_invoice_id=f"in_done_{n}", document_type="draft_invoice",
                                    trigger="paid", status=status, backfill_id=backfill.id))
         db.session.commit()
-        assert backfill_progress(backfill) == {"finished": 4, "total": 4, "percent": 100}
+        progress = backfill_progress(backfill)
+        assert (progress["finished"], progress["total"], progress["percent"]) == (4, 4, 100)
         assert backfill.status == "done"
 
 

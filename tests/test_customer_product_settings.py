@@ -77,13 +77,16 @@ def test_page_uses_the_documented_words_and_economics_names(connected):
     mock_lists()
     page = connected.get("/customer-product-settings").get_data(as_text=True)
     for words in (
-        "Customer Sync", "Match customers on", "Customer Name", "Email", "Phone", "Custom Field",
+        "Customer sync", "Match customers on", "Customer name", "E-mail", "Phone", "Custom field",
         "Let e-conomic create the customer number", "Use the customer number from Stripe",
-        "Customer default mappings", "Payment Terms", "Customer Group", "VAT Zone", "Currency", "Invoice Layout",
-        "Product Sync", "Product matching", "Simple Search", "Direct Link", "When a product is not found",
-        "Skip Invoice Generation", "Use A Default Product", "Create A New Product", "Apply Invoice-Level Discounts",
+        "Customer default mappings", "Payment terms", "Customer group", "VAT zone", "Currency", "Invoice layout",
+        "Product sync", "Product matching", "Simple search", "Direct link", "When a product is not found",
+        "Skip invoice generation", "Use a default product", "Create a new product", "Apply invoice-level discounts",
     ):
         assert words in page, words
+    for title_case in ("Customer Sync", "Customer Name", "Custom Field", "Payment Terms", "Invoice Layout", "Simple Search",
+                       "Use A Default Product", "Create A New Product", "Invoice-Level"):
+        assert title_case not in page, title_case
     assert '<option value="2">Foreign customers (2)</option>' in page
     assert '<option value="19">Standard layout (19)</option>' in page
     assert '<option value="EUR">Euro (EUR)</option>' in page
@@ -168,3 +171,53 @@ def test_settings_never_leak_between_merchants(app, client, connected, account, 
     assert "Connect e-conomic on the Connections page" in page  # the other merchant's connection is not used
     assert "Foreign customers" not in page
     assert settings_of(app, other_account.merchant_id).customer_group_number is None
+
+
+# --- Fields that belong to an option: shown, validated and saved only while it is chosen ------------------
+
+
+@responses.activate
+def test_fields_of_options_not_chosen_are_hidden(connected):
+    mock_lists()
+    page = connected.get("/customer-product-settings").get_data(as_text=True)
+    # The defaults: match on e-mail, the invoice's currency, direct link, create new products, discounts on.
+    for hidden in ('id="custom-match" data-shown-when="match_customers_on=custom" hidden',
+                   'id="fixed-currency" data-shown-when="currency_mode=fixed" hidden',
+                   'id="simple-search" data-shown-when="product_matching=simple" hidden'):
+        assert hidden in page, hidden
+    for shown in ('id="direct-link" data-shown-when="product_matching=direct">',
+                  'id="product-group" data-shown-when="product_not_found=create">',
+                  'id="discount-product" data-shown-when="apply_invoice_discounts">'):
+        assert shown in page, shown
+    # The default product serves lines without a Stripe product whatever is chosen, so it always shows.
+    assert '<div id="default-product">' in page
+
+
+@responses.activate
+def test_a_hidden_options_field_is_neither_validated_nor_saved(app, connected, account):
+    mock_lists()
+    with app.app_context():
+        db.session.add(SyncSettings(merchant_id=account.merchant_id, custom_match_stripe_key="cvr", discount_product_number="DISCOUNT"))
+        db.session.commit()
+    token = csrf_token(connected, "/customer-product-settings")
+    data = valid_post(token, match_customers_on="email", custom_match_stripe_key="not a key!",
+                      apply_invoice_discounts=None, discount_product_number="")
+    response = connected.post("/customer-product-settings", data=data, follow_redirects=True)
+    assert "Customer &amp; product settings saved." in response.get_data(as_text=True)
+    settings = settings_of(app, account.merchant_id)
+    assert settings.custom_match_stripe_key == "cvr"  # kept as stored: the field was not shown
+    assert settings.apply_invoice_discounts is False and settings.discount_product_number == "DISCOUNT"
+    page = connected.get("/customer-product-settings").get_data(as_text=True)
+    assert 'id="discount-product" data-shown-when="apply_invoice_discounts" hidden' in page
+
+
+@responses.activate
+def test_a_chosen_options_field_is_validated(app, connected, account):
+    mock_lists()
+    token = csrf_token(connected, "/customer-product-settings")
+    response = connected.post("/customer-product-settings", data=valid_post(
+        token, match_customers_on="custom", custom_match_stripe_key="not a key!", custom_match_economic_field="vatNumber"))
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "Use letters, digits" in page
+    assert 'id="custom-match" data-shown-when="match_customers_on=custom">' in page  # shown with its error

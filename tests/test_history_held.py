@@ -160,14 +160,14 @@ def test_a_held_row_shows_the_first_difference_and_a_skipped_row_its_reason(app,
         add_run(account.merchant_id, 3, status="held", held_reason=REVERSE_CHARGE_REASON, totals=None)  # held before a draft
         db.session.commit()
 
-    rows = {row[0]: row for row in table(signed_in.get("/history").get_data(as_text=True), "history striped")[1:]}
-    assert rows["INV-00001"][6] == "held for review"
-    assert rows["INV-00001"][8] == "VAT: Stripe 0.00 DKK, e-conomic 2,155.00 DKK"
-    assert rows["INV-00002"][6] == "skipped"
-    assert rows["INV-00002"][8] == "The invoice was voided in Stripe before it was synced."
+    rows = {row[0]: row for row in table(signed_in.get("/history").get_data(as_text=True), "history ledger striped")[1:]}
+    # The status cell: its icon, the status in words, then the one-line note.
+    assert rows["INV-00001"][4] == "⚠ Held for review VAT: Stripe 0.00 DKK, e-conomic 2,155.00 DKK"
+    assert rows["INV-00002"][4] == "– Skipped The invoice was voided in Stripe before it was synced."
     # Without figures, the reason stands in, cut at a word to fit the row.
-    assert rows["INV-00003"][8].startswith("Stripe charged no VAT on this invoice (EU reverse charge")
-    assert rows["INV-00003"][8].endswith("…") and len(rows["INV-00003"][8]) <= 121
+    note = rows["INV-00003"][4].removeprefix("⚠ Held for review ")
+    assert note.startswith("Stripe charged no VAT on this invoice (EU reverse charge")
+    assert note.endswith("…") and len(note) <= 121
 
 
 def test_the_invoice_page_of_a_held_booked_invoice_shows_both_figures_and_the_way_on(app, signed_in, account):
@@ -276,11 +276,11 @@ def test_csv_has_the_new_statuses_the_held_reason_and_the_differences(app, signe
     rows = list(csv.DictReader(io.StringIO(signed_in.get("/history.csv").get_data(as_text=True))))
     by_number = {row["invoice_number"]: row for row in rows}
     held, skipped = by_number["INV-00001"], by_number["INV-00002"]
-    assert held["status"] == "held"
+    assert held["status"] == "Held for review"
     assert held["held_reason"] == REVERSE_CHARGE_REASON
     assert held["totals_differences"] == "VAT: Stripe 0.00 DKK, e-conomic 2,155.00 DKK; gross: Stripe 8,620.00 DKK, e-conomic 10,775.00 DKK"
     assert held["amount"] == "8620.00"
-    assert skipped["status"] == "skipped"
+    assert skipped["status"] == "Skipped"
     assert skipped["error"] == "The invoice was voided in Stripe before it was synced."
     assert by_number["INV-00003"]["held_reason"] == ""
 

@@ -176,11 +176,27 @@ def test_a_member_sees_the_steps_but_links_only_to_pages_they_may_open(app, clie
     assert "Your admins set up connections and settings" in html
 
 
-def test_the_economic_step_names_the_agreement_and_a_failed_check(app, account, no_http):
+def test_the_economic_step_names_the_agreement_and_is_undone_by_a_failed_check(app, account, no_http):
     add(app, Connection(merchant_id=account.merchant_id, economic_app_secret_token="a", economic_agreement_grant_token="b",
                         economic_company_name="Acme ApS", economic_agreement_number=123456,
                         economic_checked_at=datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc), economic_check_ok=False,
                         economic_check_message="e-conomic answered 401: the grant was revoked."))
     step = steps_of(app, account.merchant_id)[1]
-    assert step.detail == "Connected as Acme ApS (agreement 123456)."
+    assert not step.done  # tokens e-conomic refused at the last check do not tick the step
+    assert step.detail == "e-conomic refused the stored tokens at the last check: connect e-conomic again on the Connections page."
     assert step.note.startswith("The last check, ") and step.note.endswith("failed: e-conomic answered 401: the grant was revoked.")
+    with app.app_context():
+        connection = db.session.scalar(db.select(Connection))
+        connection.economic_check_ok = True
+        db.session.commit()
+    step = steps_of(app, account.merchant_id)[1]
+    assert step.done and step.detail == "Connected as Acme ApS (agreement 123456)." and step.note is None
+
+
+def test_a_stripe_key_that_failed_its_last_check_does_not_tick_the_step(app, account, no_http):
+    with app.app_context():
+        stripe_connect(account.merchant_id, "sk_test_revoked").check_ok = False
+        db.session.commit()
+    step = steps_of(app, account.merchant_id)[0]
+    assert not step.done and "Stripe refused the saved key at the last check" in step.detail
+    assert step.note.startswith("The last check of “Stripe” failed: see Connections.")

@@ -125,12 +125,12 @@ def test_the_nav_shows_a_member_no_settings_and_an_admin_all(client, account, me
     login(client, MEMBER_EMAIL)
     nav = navigation()
     assert "Sync history" in nav and "Account" in nav
-    for label in ("Invoice Sync Rules", "Connections", ">Team<"):
+    for label in ("Rules &amp; mappings", "Connections", ">Team<"):
         assert label not in nav, label
     client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
     login(client, account.email)
     nav = navigation()
-    for label in ("Invoice Sync Rules", "Connections", ">Team<"):
+    for label in ("Rules &amp; mappings", "Connections", ">Team<"):
         assert label in nav, label
 
 

@@ -27,6 +27,7 @@ TENANT_ROUTES = {
     "settings.stripe_account_settings": ("POST", lambda foreign: {"account_id": foreign["stripe_account_id"]}),
     "settings.stripe_account_disconnect_view": ("POST", lambda foreign: {"account_id": foreign["stripe_account_id"]}),
     "settings.stripe_account_check": ("POST", lambda foreign: {"account_id": foreign["stripe_account_id"]}),
+    "settings.stripe_key_test": ("POST", lambda foreign: {"account_id": foreign["stripe_account_id"]}),
     "settings.stripe_webhook_endpoint": ("POST", lambda foreign: {"account_id": foreign["stripe_account_id"], "action": "delete"}),
 }
 NOT_TENANT_OWNED = {

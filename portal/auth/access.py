@@ -53,6 +53,7 @@ ENDPOINT_ACCESS: dict[str, Access] = {
     "history.export_csv": MEMBER,
     "history.sync_again": MEMBER,
     "history.sync_now": MEMBER,  # "Sync this invoice now" on an ignored event: Sync again's twin
+    "history.retry_failed": MEMBER,  # "Retry all failed": Sync again for each failed run
     "demo.send_invoice": MEMBER,
     "demo.payout": MEMBER,
     # Decisions about what is booked: admins.
@@ -75,10 +76,12 @@ ENDPOINT_ACCESS: dict[str, Access] = {
     "settings.stripe_account_settings": ADMIN,
     "settings.stripe_account_disconnect_view": ADMIN,
     "settings.stripe_account_check": ADMIN,
+    "settings.stripe_key_test": ADMIN,  # checks a typed key, stores nothing
     "settings.stripe_webhook_endpoint": ADMIN,
     "settings.economic_install": ADMIN,
     "settings.economic_return": ADMIN,
     "settings.economic_tokens": ADMIN,
+    "settings.economic_tokens_test": ADMIN,  # checks typed tokens, stores nothing
     "settings.economic_disconnect": ADMIN,
     # The team and the audit log.
     "team.index": ADMIN,

@@ -37,28 +37,42 @@ def setup_checklist(merchant_id: int) -> list[ChecklistStep]:
 
 
 def _stripe_step(merchant_id: int) -> ChecklistStep:
-    keys = db.session.scalar(select(func.count()).select_from(StripeAccount).where(
-        StripeAccount.merchant_id == merchant_id, StripeAccount.secret_key.is_not(None))) or 0
-    done = keys > 0
+    """Done when an account has a key whose last check did not fail (keys are checked when saved)."""
+    keyed = list(db.session.execute(select(StripeAccount.label, StripeAccount.check_ok).where(
+        StripeAccount.merchant_id == merchant_id, StripeAccount.secret_key.is_not(None))))
+    working = [row for row in keyed if row.check_ok is not False]
+    failing = [row.label for row in keyed if row.check_ok is False]
+    done = bool(working)
     last_event = db.session.scalar(select(func.max(WebhookEvent.received_at)).where(WebhookEvent.merchant_id == merchant_id))
     note = (f"Last event received {when(last_event)}." if last_event
             else "No event received yet: create the webhook endpoint on the Connections page.")
-    detail = (("Stripe secret key saved." if keys == 1 else f"{keys} Stripe accounts connected.") if done
-              else "Save your Stripe secret key on the Connections page.")
+    if failing:
+        note = f"The last check of {', '.join(f'“{label}”' for label in failing)} failed: see Connections. " + note
+    if done:
+        detail = "Stripe secret key saved and checked." if len(working) == 1 else f"{len(working)} Stripe accounts connected."
+    elif failing:
+        detail = "Stripe refused the saved key at the last check: save a working key on the Connections page."
+    else:
+        detail = "Save your Stripe secret key on the Connections page."
     return ChecklistStep("Stripe connected", done, detail, "settings.connections", note=note)
 
 
 def _economic_step(connection: Connection | None) -> ChecklistStep:
-    done = bool(connection and connection.economic_app_secret_token and connection.economic_agreement_grant_token)
-    if not done:
+    """Done when both tokens are stored and the last check of them did not fail."""
+    stored = bool(connection and connection.economic_app_secret_token and connection.economic_agreement_grant_token)
+    failed = stored and connection.economic_check_ok is False
+    done = stored and not failed
+    if not stored:
         detail = "Connect e-conomic on the Connections page."
+    elif failed:
+        detail = "e-conomic refused the stored tokens at the last check: connect e-conomic again on the Connections page."
     elif connection.economic_company_name or connection.economic_agreement_number:
         number = f" (agreement {connection.economic_agreement_number})" if connection.economic_agreement_number else ""
         detail = f"Connected as {connection.economic_company_name or 'your company'}{number}."
     else:
         detail = "Tokens saved; use Test connection on the Connections page to check them."
     note = None
-    if done and connection.economic_checked_at and not connection.economic_check_ok:
+    if failed and connection.economic_checked_at:
         note = f"The last check, {when(connection.economic_checked_at)}, failed: {connection.economic_check_message}"
     return ChecklistStep("e-conomic connected", done, detail, "settings.connections", note=note)
 

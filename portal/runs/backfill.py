@@ -18,7 +18,7 @@ from .entries import entry_runs_for_event
 from .queueing import backfill_enqueue, sync_run_enqueue
 from .recovery import Heartbeat
 from .rules import decide
-from .services import sync_run_create
+from .services import sync_run_create, sync_run_describe
 
 log = logging.getLogger(__name__)
 MAX_DAYS = 366
@@ -99,6 +99,7 @@ def _backfill_list(backfill: Backfill) -> str:
                 run, created = sync_run_create(backfill.merchant_id, backfill.stripe_account_id, data["id"], rule)
                 if created or run.backfill_id == backfill.id:  # made now, or by this backfill's earlier job
                     run.backfill_id = backfill.id
+                    sync_run_describe(run, data)
                     backfill.runs_created += 1
                     created_runs.append(run)
                 else:
@@ -149,13 +150,22 @@ def _backfill_entries(backfill: Backfill, client: stripe.StripeClient, paid_invo
 
 
 def backfill_progress(backfill: Backfill) -> dict:
-    """How far it is: runs finished out of runs created (the listing phase has no total yet)."""
+    """How far it is: runs finished out of runs created (the listing phase has no total yet), and what became
+    of the invoices listed: to sync (a run made now), synced before, or not synced under the rules — the three
+    add up to the invoices listed. Entries are the journal-entry runs (payments, refunds, payouts) made too."""
     finished = 0
+    by_kind: dict[str, int] = {}
     if backfill.runs_created:
         finished = db.session.scalar(select(func.count()).select_from(SyncRun).where(
             SyncRun.backfill_id == backfill.id, SyncRun.status.in_(FINISHED_STATUSES))) or 0
+        by_kind = dict(db.session.execute(select(SyncRun.kind, func.count()).where(
+            SyncRun.backfill_id == backfill.id).group_by(SyncRun.kind)).all())
     if backfill.status == "syncing" and finished >= backfill.runs_created:
         backfill.status, backfill.finished_at = "done", utcnow()
         db.session.commit()
-    return {"finished": finished, "total": backfill.runs_created,
-            "percent": int(finished * 100 / backfill.runs_created) if backfill.runs_created else (100 if backfill.status == "done" else 0)}
+    invoices_to_sync = by_kind.get("invoice", 0)
+    percent = int(finished * 100 / backfill.runs_created) if backfill.runs_created else (100 if backfill.status == "done" else 0)
+    return {"finished": finished, "total": backfill.runs_created, "percent": percent,
+            "invoices_to_sync": invoices_to_sync, "synced_before": backfill.already_synced,
+            "not_synced": max(backfill.invoices_listed - invoices_to_sync - backfill.already_synced, 0),
+            "entries": max(backfill.runs_created - invoices_to_sync, 0)}

@@ -60,6 +60,20 @@ def sync_run_insert(merchant_id: int, stripe_account_id: int, stripe_invoice_id:
     return insert_if_absent(SyncRun, values, SYNC_RUN_KEY, where=CURRENT_RUN)
 
 
+def sync_run_describe(run: SyncRun, invoice: dict) -> None:
+    """What the history shows of a run before its first fetch (number, customer, amount), from the Stripe
+    invoice it was made for; the columns the fetch filled are left as they are. Not committed here."""
+    if not isinstance(invoice, dict) or invoice.get("object") not in (None, "invoice"):
+        return
+    total = invoice.get("total")
+    known = {"stripe_invoice_number": invoice.get("number"), "customer_name": invoice.get("customer_name"),
+             "customer_email": invoice.get("customer_email"), "currency": (invoice.get("currency") or "").upper() or None,
+             "total_minor": total if isinstance(total, int) and not isinstance(total, bool) else None}
+    for name, value in known.items():
+        if value is not None and getattr(run, name) is None:
+            setattr(run, name, value[:255] if isinstance(value, str) else value)
+
+
 def sync_run_of_invoice(merchant_id: int, stripe_account_id: int, stripe_invoice_id: str) -> SyncRun | None:
     return db.session.scalar(select(SyncRun).where(*sync_run_key(merchant_id, stripe_account_id, stripe_invoice_id)))
 
@@ -129,6 +143,7 @@ def sync_run_from_event(event: WebhookEvent, invoice: dict, job_id: str | None) 
     if what is Trigger.UNCHANGED:
         _event_decided(event, "duplicate", reason, run.id)
         return None
+    sync_run_describe(run, invoice)
     _event_decided(event, "queued", None, run.id)
     return run
 
@@ -313,6 +328,10 @@ def event_sync_now(event: WebhookEvent, rule: SyncRule) -> SyncRun:
     run, created = sync_run_create(event.merchant_id, event.stripe_account_id, event.stripe_invoice_id, rule)
     if not created:
         raise RunActionRefused(f"This invoice has a {SyncRule.DOCUMENT_TYPES[run.document_type]} sync already; use Sync again on it.")
+    try:
+        sync_run_describe(run, (json.loads(event.payload or "{}").get("data") or {}).get("object") or {})
+    except (ValueError, AttributeError):
+        pass  # a pruned or odd payload: the run's first fetch fills them
     event.outcome = "queued"
     event.sync_run_id = run.id
     db.session.commit()

@@ -22,6 +22,7 @@ from .stripe_connect import (
     stripe_account_settings_save,
     stripe_account_test,
     stripe_key_save,
+    stripe_key_try,
     stripe_signing_secret_save,
 )
 from .stripe_endpoint import WebhookEndpointError, webhook_endpoint_create, webhook_endpoint_delete, webhook_endpoint_update
@@ -143,6 +144,17 @@ def stripe_account_check(account_id: int):
     db.session.commit()  # the check's answer is the account's live state
     return render_template("settings/_check_result.html", result={"ok": access.ok, "message": account.check_message},
                            service=f"stripe-{account.id}")
+
+
+@bp.route("/connections/stripe/<int:account_id>/key/test", methods=["POST"])
+@login_required
+def stripe_key_test(account_id: int):
+    """"Test this key": checks the key typed into the account's form with Stripe, storing nothing."""
+    account = _account()
+    ok, message = stripe_key_try(account, request.form.get("secret_key", ""), current_app.config["STRIPE_API_BASE"],
+                                 journal_settings_for(current_user.merchant_id))
+    db.session.rollback()
+    return render_template("settings/_check_result.html", result={"ok": ok, "message": message})
 
 
 @bp.route("/connections/stripe/<int:account_id>/webhook-endpoint/<action>", methods=["POST"])

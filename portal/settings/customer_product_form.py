@@ -6,6 +6,7 @@ from zoneinfo import available_timezones
 
 import pycountry
 from flask_wtf import FlaskForm
+from markupsafe import Markup
 from wtforms import BooleanField, FieldList, Form, FormField, HiddenField, RadioField, SelectField, StringField, SubmitField
 from wtforms.validators import InputRequired, Length, Optional, Regexp, ValidationError
 
@@ -46,6 +47,18 @@ NUMBER_FIELDS = {name for name in ECONOMIC_LISTS if name != "fixed_currency"}
 # Products checked in e-conomic when they change (the others predate the check).
 CHECKED_PRODUCTS = ("shipping_product_number", "rounding_product_number")
 NOT_SETTINGS = {"csrf_token", "submit", "vat_mapping"}
+
+# Fields that belong to one option: shown only while it is chosen (static/app.js follows the choice in the
+# browser), and validated and saved only then; otherwise what is stored stays. {field: (option field, values)}.
+SHOWN_WHEN = {
+    "custom_match_stripe_key": ("match_customers_on", ("custom",)),
+    "custom_match_economic_field": ("match_customers_on", ("custom",)),
+    "fixed_currency": ("currency_mode", ("fixed",)),
+    "simple_search_on": ("product_matching", ("simple",)),
+    "product_number_metadata_key": ("product_matching", ("direct",)),
+    "new_product_group_number": ("product_not_found", ("create",)),
+    "discount_product_number": ("apply_invoice_discounts", (True,)),
+}
 
 UNKNOWN_TREATMENT = "This row is not a VAT treatment the sync knows: reload the page and choose again."
 NOT_MAPPED = "— not mapped: such invoices are held —"
@@ -107,28 +120,33 @@ class CustomerProductForm(FlaskForm):
         validators=[InputRequired(), *METADATA_KEY[1:]],
     )
     # Customer default mappings
-    payment_terms_number = SelectField("Payment Terms", validators=[Optional()])
-    customer_group_number = SelectField("Customer Group", validators=[Optional()])
+    payment_terms_number = SelectField("Payment terms", validators=[Optional()])
+    customer_group_number = SelectField("Customer group", validators=[Optional()])
     home_country = SelectField("Your company's country (decides what is domestic)", choices=select_choices(country_choices()), validators=[InputRequired()])
-    vat_zone_domestic = SelectField("VAT Zone: domestic customers", validators=[Optional()])
-    vat_zone_eu_with_vat_id = SelectField("VAT Zone: EU customers with a VAT id (reverse charge)", validators=[Optional()])
-    vat_zone_eu_without_vat_id = SelectField("VAT Zone: EU customers without a VAT id", validators=[Optional()])
-    vat_zone_outside_eu = SelectField("VAT Zone: customers outside the EU", validators=[Optional()])
+    vat_zone_domestic = SelectField("VAT zone: domestic customers", validators=[Optional()])
+    vat_zone_eu_with_vat_id = SelectField("VAT zone: EU customers with a VAT id (reverse charge)", validators=[Optional()])
+    vat_zone_eu_without_vat_id = SelectField("VAT zone: EU customers without a VAT id", validators=[Optional()])
+    vat_zone_outside_eu = SelectField("VAT zone: customers outside the EU", validators=[Optional()])
     currency_mode = RadioField("Currency", choices=select_choices(SyncSettings.CURRENCY_MODES), validators=[InputRequired()])
     fixed_currency = SelectField("Fixed currency", validators=[Optional()])
-    layout_number = SelectField("Invoice Layout", validators=[Optional()])
+    layout_number = SelectField("Invoice layout", validators=[Optional()])
     time_zone = SelectField("Time zone for invoice dates", choices=select_choices((zone, zone) for zone in sorted(available_timezones())), validators=[InputRequired()])
     # Product Sync
     product_matching = RadioField("Product matching", choices=select_choices(SyncSettings.PRODUCT_MATCHING), validators=[InputRequired()])
-    simple_search_on = RadioField("Simple Search matches", choices=select_choices(SyncSettings.SIMPLE_SEARCH_ON), validators=[InputRequired()])
+    simple_search_on = RadioField("Simple search matches", choices=select_choices(SyncSettings.SIMPLE_SEARCH_ON), validators=[InputRequired()])
     product_number_metadata_key = StringField(
-        "Direct Link: Stripe product metadata key holding the e-conomic product number",
+        "Stripe product metadata key holding the e-conomic product number",
         validators=[InputRequired(), *METADATA_KEY[1:]],
     )
     product_not_found = RadioField("When a product is not found", choices=select_choices(SyncSettings.PRODUCT_NOT_FOUND), validators=[InputRequired()])
-    default_product_number = StringField("Default product number (also used for lines without a Stripe product)", validators=PRODUCT_NUMBER)
+    default_product_number = StringField(
+        "Default product number",
+        description="Lines without a Stripe product are booked on this product; with “Use a default product”, so are "
+        "products not found in e-conomic.",
+        validators=PRODUCT_NUMBER,
+    )
     new_product_group_number = SelectField("Product group for new products", validators=[Optional()])
-    apply_invoice_discounts = BooleanField("Apply Invoice-Level Discounts (as a negative line on the discount product)")
+    apply_invoice_discounts = BooleanField("Apply invoice-level discounts (as a negative line on the discount product)")
     discount_product_number = StringField("Discount product number", validators=PRODUCT_NUMBER)
     shipping_product_number = StringField(
         "Shipping product",
@@ -144,6 +162,21 @@ class CustomerProductForm(FlaskForm):
     # VAT mapping: one row per treatment; the rows are set by `set_vat_mapping`.
     vat_mapping = FieldList(FormField(VatMappingRowForm), max_entries=500)
     submit = SubmitField("Save settings")
+
+    def shown(self, name: str) -> bool:
+        """Whether the field's option is chosen (fields of no option always are)."""
+        if name not in SHOWN_WHEN:
+            return True
+        option, values = SHOWN_WHEN[name]
+        return getattr(self, option).data in values
+
+    def shown_when(self, name: str) -> Markup:
+        """The attributes that let app.js show the field only while its option is chosen, hidden at first if it is not."""
+        if name not in SHOWN_WHEN:
+            return Markup("")
+        option, values = SHOWN_WHEN[name]
+        condition = option if values == (True,) else f"{option}={'|'.join(values)}"
+        return Markup(' data-shown-when="{}"{}').format(condition, Markup("" if self.shown(name) else " hidden"))
 
     def set_economic_choices(self, lists: dict[str, list[tuple[str, str]]], stored: SyncSettings) -> None:
         """Fill the e-conomic dropdowns; a saved value e-conomic did not list stays choosable."""
@@ -187,8 +220,8 @@ class CustomerProductForm(FlaskForm):
         """The SyncSettings columns as the form has them: blank text is None, e-conomic numbers are ints."""
         values = {}
         for name, field in self._fields.items():
-            if name in NOT_SETTINGS:
-                continue
+            if name in NOT_SETTINGS or not self.shown(name):
+                continue  # a hidden option's field keeps what is stored
             value = field.data
             if isinstance(value, str):
                 value = value.strip() or None
@@ -213,7 +246,7 @@ class CustomerProductForm(FlaskForm):
                 field.errors = [*field.errors, f"e-conomic has no product number {number}. Create it in e-conomic first, or enter another number."]
 
     def validate(self, extra_validators=None) -> bool:
-        ok = super().validate(extra_validators)
+        super().validate(extra_validators)
         needs = [
             (self.match_customers_on.data == "custom", self.custom_match_stripe_key, "Enter the Stripe metadata key to match on."),
             (self.match_customers_on.data == "custom", self.custom_match_economic_field, "Choose the e-conomic field to match on."),
@@ -223,5 +256,8 @@ class CustomerProductForm(FlaskForm):
         for needed, field, message in needs:
             if needed and not (field.data or "").strip():
                 field.errors = [*field.errors, message]
-                ok = False
-        return ok
+        for name in SHOWN_WHEN:
+            field = getattr(self, name)
+            if not self.shown(name) and field.errors:
+                field.errors = []  # not shown, not saved: nothing to correct
+        return not self.errors

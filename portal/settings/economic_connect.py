@@ -17,7 +17,7 @@ import secrets
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
-from flask import Response, current_app, flash, make_response, redirect, request, url_for
+from flask import Response, current_app, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import delete, select, update
@@ -29,9 +29,11 @@ from ..models import Connection, EconomicInstallState, utcnow
 from ..sync.economic import EconomicError
 from . import bp
 from .services import (
+    CheckResult,
     connection_economic_connect,
     connection_economic_disconnect,
     connection_for,
+    economic_agreement_of,
     economic_client,
     mask_secret,
 )
@@ -242,6 +244,40 @@ def economic_tokens():
         return redirect(url_for("settings.connections"))
     _connect(connection, app_secret, grant)
     return redirect(url_for("settings.connections"))
+
+
+@bp.route("/connections/economic/tokens/test", methods=["POST"])
+@login_required
+def economic_tokens_test():
+    """"Test these tokens": asks e-conomic's `/self` about the tokens typed into the paste form (a blank field: the
+    stored one, as saving would use it), storing nothing; answers the result in place."""
+    form = EconomicTokensForm()
+    connection = connection_for(current_user.merchant)
+    typed_secret = (form.economic_app_secret_token.data or "").strip()
+    typed_grant = (form.economic_agreement_grant_token.data or "").strip()
+    app_secret = typed_secret or connection.economic_app_secret_token or current_app.config["ECONOMIC_APP_SECRET_TOKEN"]
+    grant = typed_grant or connection.economic_agreement_grant_token
+    db.session.rollback()  # nothing is stored, not even an empty connection row
+    if not form.validate():
+        message = " ".join(f"{getattr(form, name).label.text}: {error}" for name, errors in form.errors.items()
+                           if hasattr(form, name) for error in errors)
+        return render_template("settings/_check_result.html", result=CheckResult(False, message or "Paste the tokens again."))
+    if not (typed_secret or typed_grant):
+        result = CheckResult(False, "Paste the tokens first: this tests the tokens in the boxes, without saving them.")
+    elif not (app_secret and grant):
+        result = CheckResult(False, "Paste both e-conomic tokens: the App Secret Token and the Agreement Grant Token.")
+    else:
+        config = current_app.config
+        client = economic_client(app_secret, grant, config["ECONOMIC_API_URL"], config["HTTP_TIMEOUT_SECONDS"])
+        try:
+            name, number = economic_agreement_of(client.get_self())
+        except EconomicError as error:
+            result = CheckResult(False, f"e-conomic did not accept these tokens: {error} Nothing was saved.")
+        else:
+            agreement = f" (agreement {number})" if number else ""
+            result = CheckResult(True, f"e-conomic accepts these tokens: they open {name or 'your company'}{agreement}. "
+                                       "Not saved yet: press Check and save e-conomic tokens to use them.")
+    return render_template("settings/_check_result.html", result=result)
 
 
 @bp.route("/connections/economic/disconnect", methods=["POST"])

@@ -93,6 +93,28 @@ def stripe_key_save(account: StripeAccount, secret_key: str, api_base: str, jour
     return access
 
 
+def stripe_key_try(account: StripeAccount, secret_key: str, api_base: str, journals: JournalChoices) -> tuple[bool, str]:
+    """"Test this key": what Stripe says of a key typed into the form, checked as saving would check it, with
+    nothing stored. (passed, the merchant's words)."""
+    secret_key = (secret_key or "").strip()
+    if not secret_key:
+        return False, "Type the key first: this tests the key in the box, without saving it."
+    if not KEY_PATTERN.match(secret_key):
+        return False, ("Stripe keys start with sk_test_, sk_live_, rk_test_ or rk_live_ (a publishable key, pk_…, "
+                       "cannot read invoices).")
+    access = _check(secret_key, api_base, journals)
+    if not access.ok:
+        words = _access_words(access)
+        return False, words + ("" if words.endswith((".", "!", "?")) else ".") + " Nothing was saved."
+    twin = access.account_ref and db.session.scalar(select(StripeAccount).where(
+        StripeAccount.merchant_id == account.merchant_id, StripeAccount.stripe_account_ref == access.account_ref,
+        StripeAccount.id != account.id))
+    if twin:
+        return False, (f"This key belongs to Stripe account {access.account_ref}, which is connected already as "
+                       f"“{twin.label}”: saving it here would sync its invoices twice.")
+    return True, _access_words(access) + " Not saved yet: press Save and check the key to use it."
+
+
 def _check(secret_key: str, api_base: str, journals: JournalChoices) -> KeyAccess:
     client = stripe_client(secret_key, api_base, max_network_retries=0, timeout=TIMEOUT)
     try:

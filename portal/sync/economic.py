@@ -70,6 +70,21 @@ def _retry_after_seconds(response: requests.Response) -> float | None:
         return None
 
 
+def said_once(message: str, hint: str | None) -> str:
+    """e-conomic's message and its developer hint, each said once: the hint often repeats the message, give or
+    take a full stop, spacing or case ("X. X." was shown), and then only the fuller of the two is kept."""
+    message, hint = " ".join(message.split()), " ".join((hint or "").split())
+
+    def plain(text: str) -> str:
+        return text.rstrip(" .").casefold()
+
+    if not hint or plain(hint) in plain(message):
+        return message
+    if plain(message) in plain(hint):
+        return hint
+    return f"{message} {hint}"
+
+
 def error_from_response(response: requests.Response) -> EconomicError:
     try:
         body = response.json()
@@ -77,10 +92,7 @@ def error_from_response(response: requests.Response) -> EconomicError:
         body = {}
     if not isinstance(body, dict):
         body = {}
-    message = body.get("message") or response.reason or "Unexpected answer"
-    hint = body.get("developerHint")
-    if hint and hint.strip() not in message:  # e-conomic often repeats the message as the hint: say it once
-        message = f"{message} {hint}".strip()
+    message = said_once(body.get("message") or response.reason or "Unexpected answer", body.get("developerHint"))
     return EconomicError(
         message=message,
         status=response.status_code,

@@ -598,7 +598,7 @@ class SyncEngine:
         started = time.monotonic()
         s = self.settings
         numbers: dict[str, str] = {}
-        summary: dict[str, str] = {}
+        summary: dict[str, dict] = {}
         outcome = "found"
         lines = (invoice.get("lines") or {}).get("data") or []
         for line in lines:
@@ -608,9 +608,10 @@ class SyncEngine:
                 continue
             if product_id in numbers:
                 continue
-            number, how = self._product(state, product_id, vat.groups.get(product_id))
+            number, how, name = self._product(state, product_id, vat.groups.get(product_id))
             numbers[product_id] = number
-            summary[product_id] = f"{number} ({how})"
+            # The product's name too, so the invoice page can say "Created products Pro plan, Seats".
+            summary[product_id] = {"number": number, "how": how, "name": name or line.get("description") or None}
             if how == "created":
                 outcome = "created"
         if s.apply_invoice_discounts and invoice.get("discounts"):
@@ -623,11 +624,12 @@ class SyncEngine:
                            duration_ms=int((time.monotonic() - started) * 1000))
         return numbers
 
-    def _product(self, state: RunState, product_id: str, group: int | None) -> tuple[str, str]:
+    def _product(self, state: RunState, product_id: str, group: int | None) -> tuple[str, str, str | None]:
+        """(e-conomic product number, how it was found, the Stripe product's name when it was read)."""
         s = self.settings
         known = self.links.product_number(product_id)
         if known:
-            return known, "remembered"
+            return known, "remembered", None
         product = self.stripe.v1.products.retrieve(product_id).to_dict()
         number: str | None = None
         if s.product_matching == "direct":
@@ -650,12 +652,12 @@ class SyncEngine:
                                   "Product Sync is set to Skip Invoice Generation: nothing was created.")
             if s.product_not_found == "default":
                 # Not remembered: the next sync looks for the real product again.
-                return _required(s.default_product_number, "Default product number", "default-product"), "default product"
+                return _required(s.default_product_number, "Default product number", "default-product"), "default product", product.get("name")
             number = self._create_product(state, product, group)
             self.links.remember_product(product_id, number)
-            return number, "created"
+            return number, "created", product.get("name")
         self.links.remember_product(product_id, number)
-        return number, "found"
+        return number, "found", product.get("name")
 
     def _economic_product_exists(self, number: str) -> bool:
         return self._exists(f"/products/{quote(number, safe='')}")

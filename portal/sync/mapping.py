@@ -26,24 +26,30 @@ class Kind(str, Enum):
 class Target:
     """A field on e-conomic's draft invoice / draft order (`POST /invoices/drafts`, `/orders/drafts`)."""
 
-    key: str  # the JSON path in e-conomic's body
-    label: str
+    key: str  # the JSON path in e-conomic's body (shown to people only as a tooltip)
+    label: str  # in words, sentence case
     kind: Kind
     max_length: int | None = None
     fallback_allowed: bool = False
     locked: str | None = None  # why the merchant cannot change it
 
+    @property
+    def hint(self) -> str:
+        """What the field takes, in words ("Text, up to 50 characters")."""
+        kind = {Kind.TEXT: "Text", Kind.DATE: "A date", Kind.COUNTRY: "A country name"}[self.kind]
+        return kind + (f", up to {self.max_length} characters" if self.max_length and self.kind is Kind.TEXT else "")
+
 
 TARGETS: tuple[Target, ...] = (
-    Target("delivery.address", "Delivery Address", Kind.TEXT, 255, fallback_allowed=True),
-    Target("delivery.city", "Delivery City", Kind.TEXT, 50, fallback_allowed=True),
-    Target("delivery.country", "Delivery Country", Kind.COUNTRY, 50, fallback_allowed=True),
-    Target("delivery.zip", "Delivery Postal Code", Kind.TEXT, 30, fallback_allowed=True),
-    Target("delivery.deliveryDate", "Delivery Date", Kind.DATE, fallback_allowed=True),
-    Target("delivery.deliveryTerms", "Delivery Terms", Kind.TEXT, 100),
+    Target("delivery.address", "Delivery address", Kind.TEXT, 255, fallback_allowed=True),
+    Target("delivery.city", "Delivery city", Kind.TEXT, 50, fallback_allowed=True),
+    Target("delivery.country", "Delivery country", Kind.COUNTRY, 50, fallback_allowed=True),
+    Target("delivery.zip", "Delivery postal code", Kind.TEXT, 30, fallback_allowed=True),
+    Target("delivery.deliveryDate", "Delivery date", Kind.DATE, fallback_allowed=True),
+    Target("delivery.deliveryTerms", "Delivery terms", Kind.TEXT, 100),
     Target("notes.heading", "Heading", Kind.TEXT, 250),
-    Target("notes.textLine1", "Text line 1 (notes)", Kind.TEXT, 1000),
-    Target("notes.textLine2", "Text line 2 (notes)", Kind.TEXT, 1000),
+    Target("notes.textLine1", "Text line 1", Kind.TEXT, 1000),
+    Target("notes.textLine2", "Text line 2", Kind.TEXT, 1000),
     Target(
         "references.other",
         "Other reference",
@@ -64,7 +70,8 @@ class StripeField:
 
     @property
     def title(self) -> str:
-        return f"{self.group} › {self.label} ({self.path})"
+        """In words, with its group: "Shipping address › City" (the path is for tooltips)."""
+        return f"{self.group} › {self.label}"
 
 
 def _address_fields(prefix: str, group: str, with_name: bool = True) -> list[StripeField]:
@@ -90,7 +97,7 @@ SHIP_TO = "ship_to"
 
 # Invoice fields of Stripe API 2026-10-28.endive, grouped for people.
 STRIPE_FIELDS: tuple[StripeField, ...] = tuple(
-    _address_fields(SHIP_TO, "Ship to (as the Stripe invoice prints it)")
+    _address_fields(SHIP_TO, "Ship to (as on the invoice)")
     + _address_fields("shipping_details", "Invoice shipping")
     + _address_fields("customer_shipping", "Shipping address")
     + _address_fields("customer_address", "Billing address", with_name=False)
@@ -159,12 +166,23 @@ class Source:
             field = STRIPE_FIELDS_BY_PATH.get(self.value)
             return field.title if field else self.value
         if self.type == METADATA:
-            return f"Invoice metadata › {self.value} (metadata.{self.value})"
+            return f"Invoice metadata › {self.value}"
         if self.type == CUSTOM_FIELD:
             return f"Invoice custom field › {self.value}"
         if self.type == FIXED:
             return f"Fixed text: “{self.value}”"
         return "Not mapped"
+
+    @property
+    def key(self) -> str:
+        """Where Stripe keeps the value, for a tooltip ("customer_shipping.address.city"); blank for fixed text."""
+        if self.type == FIELD:
+            return self.value
+        if self.type == METADATA:
+            return f"metadata.{self.value}"
+        if self.type == CUSTOM_FIELD:
+            return f"custom_fields[name={self.value}]"
+        return ""
 
 
 def source_from_choice(choice: str, text: str = "") -> Source:

@@ -60,10 +60,10 @@ def screenshots(request):
     folder.mkdir(parents=True)
     count = [0]
 
-    def shoot(page, step: str) -> Path:
+    def shoot(page, step: str, full_page: bool = True) -> Path:
         count[0] += 1
         path = folder / f"{count[0]:02d}-{step}.png"
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path), full_page=full_page)
         return path
 
     shoot.folder = folder

@@ -7,7 +7,7 @@ import pytest
 from doubles.economic import GRANT_PAGE, FakeEconomic
 
 from ..live import running_portal
-from .helpers import sign_in
+from .helpers import no_sideways_scroll, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -27,10 +27,6 @@ def world(tmp_path):
                "ECONOMIC_APP_PUBLIC_TOKEN": APP_PUBLIC_TOKEN, "ECONOMIC_APP_SECRET_TOKEN": APP_SECRET_TOKEN}
         with running_portal(tmp_path, env) as portal:
             yield portal, economic_fake
-
-
-def no_sideways_scroll(page) -> bool:
-    return page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
 
 
 def at_both_widths(page, shoot, step: str) -> None:

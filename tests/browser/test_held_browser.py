@@ -14,7 +14,7 @@ from portal.models import Merchant, StripeAccount, SyncRun
 from portal.sync.vat import Figures, reconcile
 
 from ..live import running_portal
-from .helpers import sign_in
+from .helpers import no_sideways_scroll, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -72,10 +72,6 @@ def portal(tmp_path):
         yield running
 
 
-def no_sideways_scroll(page) -> bool:
-    return page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
-
-
 def test_review_a_held_run_then_book_it_anyway_and_sync_another_again(portal, page, screenshots):
     shoot = screenshots
     page.set_viewport_size(WIDE)
@@ -91,7 +87,7 @@ def test_review_a_held_run_then_book_it_anyway_and_sync_another_again(portal, pa
     rows = page.locator("#history-rows tr")
     assert rows.count() == 2
     reverse_charge = page.locator("#history-rows tr", has_text="NB-2026-0042")
-    assert reverse_charge.locator(".status").inner_text() == "held for review"
+    assert reverse_charge.locator(".status").inner_text() == "⚠ Held for review"  # the icon is aria-hidden
     assert reverse_charge.locator(".note-held").inner_text() == "VAT: Stripe 0.00 DKK, e-conomic 2,155.00 DKK"
     assert page.locator("#history-rows", has_text="NB-2026-0041").count() == 0  # the succeeded one is filtered out
     shoot(page, "history-held-filter")

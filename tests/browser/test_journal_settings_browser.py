@@ -7,7 +7,7 @@ import pytest
 from doubles.economic import FakeEconomic
 
 from ..live import running_portal
-from .helpers import sign_in
+from .helpers import no_sideways_scroll, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -25,10 +25,6 @@ def world(tmp_path):
             yield portal, economic_fake
 
 
-def no_sideways_scroll(page) -> bool:
-    return page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
-
-
 def test_turn_payments_on_choose_journal_and_account_and_find_them_after_a_reload(world, page, screenshots):
     portal, economic_fake = world
     shoot = screenshots
@@ -43,7 +39,7 @@ def test_turn_payments_on_choose_journal_and_account_and_find_them_after_a_reloa
     assert "Connected to e-conomic as Fake ApS (agreement 123456)." in page.locator(".flash-success").first.inner_text()
 
     # The tab sits beside the other settings tabs.
-    page.click("nav >> text=Invoice Sync Rules")
+    page.click("nav >> text=Rules & mappings")
     page.click(".tabs >> text=Journal entries")
     page.wait_for_url(portal.base_url + "/settings/journals")
     assert page.locator(".tabs a[aria-current=page]").inner_text() == "Journal entries"

@@ -25,7 +25,7 @@ def test_send_a_paid_invoice_pay_out_and_read_the_payout(tmp_path, page, screens
         # The invoice is booked, then its payment entered against it: two rows, both succeeded.
         page.locator("#history-rows tr", has_text="Customer payment").locator(".status-succeeded").wait_for(timeout=30000)
         invoice_row = page.locator("#history-rows tr", has_text="Booked Invoice")
-        assert number in invoice_row.inner_text() and "succeeded" in invoice_row.inner_text()
+        assert number in invoice_row.inner_text() and "Succeeded" in invoice_row.inner_text()
 
         page.click("text=Payouts")
         page.click("button:has-text('Pay out')")

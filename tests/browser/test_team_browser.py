@@ -5,7 +5,7 @@ page. Neither page scrolls sideways at 1280 px nor at 390 px."""
 import pytest
 
 from ..live import running_portal
-from .helpers import sign_in
+from .helpers import no_sideways_scroll, open_account_menu, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -23,13 +23,10 @@ def portal(tmp_path):
         yield running
 
 
-def no_sideways_scroll(page) -> bool:
-    return page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
-
-
 def test_invite_a_member_who_sees_the_history_but_no_settings(portal, page, browser, screenshots):
     shoot = screenshots
     sign_in(page, portal.base_url, OWNER, PASSWORD)
+    open_account_menu(page)
     page.click("header nav a:text-is('Team')")
     page.fill("#email", MEMBER)
     page.check("input[name=role][value=member]")
@@ -55,7 +52,7 @@ def test_invite_a_member_who_sees_the_history_but_no_settings(portal, page, brow
         invitee.wait_for_url(portal.base_url + "/")
         nav = invitee.locator("header nav")
         assert nav.locator("text=Sync history").count() == 1
-        for label in ("Invoice Sync Rules", "Connections", "Team"):
+        for label in ("Rules & mappings", "Connections", "Team"):
             assert nav.locator(f"a:text-is('{label}')").count() == 0, label
         invitee.click("nav >> text=Sync history")
         assert invitee.locator("h1").inner_text() == "Sync history"
