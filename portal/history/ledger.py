@@ -24,10 +24,10 @@ class StatusLook:
 
 STATUS_LOOKS = {
     "succeeded": StatusLook("✓", "Succeeded", "succeeded"),
-    "queued": StatusLook("⏳", "Queued", "queued"),
-    "running": StatusLook("⏳", "Syncing", "running"),
+    "queued": StatusLook("◷", "Queued", "queued"),
+    "running": StatusLook("↻", "Syncing", "running"),
     "retrying": StatusLook("↻", "Retrying", "retrying"),
-    "waiting": StatusLook("⏳", "Waiting", "waiting"),
+    "waiting": StatusLook("◷", "Waiting", "waiting"),
     "held": StatusLook("⚠", "Held for review", "held"),
     "failed": StatusLook("✕", "Failed", "failed"),
     "skipped": StatusLook("–", "Skipped", "skipped"),
@@ -102,7 +102,7 @@ class LedgerRow:
     status: str
     look: StatusLook
     stripe_invoice_id: str | None
-    label: str  # the invoice's number, else its Stripe id (a payout's po_…)
+    label: str  # the invoice's number, else its Stripe id; a payout: "Payout of 28 Nov" (its po_… on its page)
     link: str | None  # the history page to open (set by the route: it knows url_for)
     customer_name: str | None
     customer_email: str | None
@@ -153,7 +153,7 @@ def row_from_run(run, app_url: str) -> LedgerRow:
     return LedgerRow(
         kind="run", id=run.id, moment=run.updated_at, status=run.status, look=status_look(run.status),
         stripe_invoice_id=run.stripe_invoice_id,
-        label=run.stripe_invoice_number or run.stripe_invoice_id or run.stripe_object_id, link=None,
+        label=run.stripe_invoice_number or run.stripe_invoice_id or _payout_label(run), link=None,
         customer_name=run.customer_name, customer_email=run.customer_email, total_minor=run.total_minor,
         currency=run.currency, stripe_account_id=run.stripe_account_id, what=run_what(run),
         created=created_words(run), document_url=document_url, note=note, run=run,
@@ -170,3 +170,10 @@ def row_from_event(event) -> LedgerRow:
         what="", created="", document_url=None, note=one_line(event.ignored_reason or "The rules did not sync it."),
         event_id=event.id,
     )
+
+
+def _payout_label(run) -> str:
+    """A payout has no invoice number: it is named by the day it was made (its po_… id is on the Payouts page)."""
+    if run.kind == "payout" and run.created_at is not None:
+        return f"Payout of {run.created_at:%-d %b %Y}"
+    return run.stripe_object_id

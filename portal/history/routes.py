@@ -43,8 +43,8 @@ HTMX_STOP_POLLING = 286
 @bp.context_processor
 def run_words():
     """How the history's templates put a run into words (see review.py)."""
-    return {"status_words": status_words, "row_note": row_note, "held_review": held_review, "run_what": run_what,
-            "run_when": run_when, "run_made": run_made}
+    return {"status_words": status_words, "status_look": status_look, "row_note": row_note, "held_review": held_review,
+            "run_what": run_what, "run_when": run_when, "run_made": run_made}
 
 
 def _page(f: HistoryFilter):

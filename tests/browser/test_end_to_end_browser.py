@@ -100,7 +100,7 @@ def test_from_connections_to_a_booked_invoice(world, page, screenshots):
     row = page.locator("#history-rows tr", has_text="E2E-0001")
     row.wait_for(timeout=30000)
     shoot(page, "history-in-flight")
-    assert row.locator(".status").first.inner_text() in ("⏳ Queued", "⏳ Syncing", "✓ Succeeded")
+    assert row.locator(".status").first.inner_text() in ("◷ Queued", "↻ Syncing", "✓ Succeeded")
     row.locator(".status-succeeded").wait_for(timeout=60000)
     assert page.evaluate("window.notReloaded") is True  # updated by HTMX polling, not a reload
     shoot(page, "history-succeeded")
