@@ -35,7 +35,7 @@ def test_the_ledger_the_demo_invoice_an_ignored_one_and_a_backfill(tmp_path, pag
         page.click("text=Send a test invoice (invoice.paid)")
         number = flashed_number(page)
         invoice_row = page.locator("#history-rows tr", has_text="Booked Invoice")
-        invoice_row.locator(".status-succeeded").wait_for(timeout=15000)
+        invoice_row.locator(".status-succeeded").wait_for(timeout=45000)
         cells = invoice_row.locator("td")
         assert number in cells.nth(0).inner_text()
         assert cells.nth(1).inner_text().strip(), "no customer on the row"
@@ -47,7 +47,7 @@ def test_the_ledger_the_demo_invoice_an_ignored_one_and_a_backfill(tmp_path, pag
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", moment.get_attribute("datetime"))
         assert "Europe/Copenhagen" in moment.get_attribute("title") and moment.inner_text().startswith("today ")
         # The cards came with the rows (no reload): today's succeeded count is there.
-        page.locator("#history-overview .status-succeeded").wait_for(timeout=15000)
+        page.locator("#history-overview .status-succeeded").wait_for(timeout=45000)
         assert page.locator("#history-overview .status-queued").count() == 0 or \
             page.locator("#history-rows .status-queued").count() > 0
         screenshots(page, "history-1400")
@@ -56,11 +56,11 @@ def test_the_ledger_the_demo_invoice_an_ignored_one_and_a_backfill(tmp_path, pag
         page.click("text=Send a test invoice (invoice.sent)")
         ignored_number = flashed_number(page)
         ignored_row = page.locator("#history-rows tr", has_text=ignored_number)
-        ignored_row.locator(".status-ignored").wait_for(timeout=15000)
+        ignored_row.locator(".status-ignored").wait_for(timeout=45000)
         text = ignored_row.inner_text()
         assert "Not synced" in text and "DKK" in text and "Paid" in text, text
         assert ignored_row.locator("td").nth(1).inner_text().strip()
-        page.locator("#history-overview .status-ignored", has_text="1 ignored").wait_for(timeout=15000)
+        page.locator("#history-overview .status-ignored", has_text="1 ignored").wait_for(timeout=45000)
 
         # From 1024 px the filter bar stays on one row; on a phone it wraps, and nothing scrolls sideways.
         page.set_viewport_size(DESKTOP_MIN)
