@@ -7,6 +7,8 @@ a token under the first key.
 
 from __future__ import annotations
 
+import hashlib
+
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import current_app
 from sqlalchemy import String
@@ -53,3 +55,9 @@ class EncryptedString(TypeDecorator):
         if value is None:
             return None
         return secret_box().decrypt(value)
+
+
+def secret_digest(secret: str) -> str:
+    """What is stored of a one-time secret handed to a person (an invitation link's token, an install state): its
+    SHA-256, so the database never holds the secret itself. Random secrets need no salt or slow hash."""
+    return hashlib.sha256(secret.encode()).hexdigest()

@@ -98,6 +98,11 @@ def engine_settings_for(merchant_id: int, document_type: str, write_back_to_stri
     )
 
 
+def time_zone_of(merchant_id: int) -> str | None:
+    """The time zone named in the merchant's Customer & product settings; None before they are saved. A read."""
+    return db.session.scalar(select(SyncSettings.time_zone).where(SyncSettings.merchant_id == merchant_id))
+
+
 def journal_settings_for(merchant_id: int) -> JournalChoices:
     """The merchant's journal entry settings; a merchant who saved none has everything off and the default
     texts. A read: nothing is created or written."""

@@ -9,6 +9,7 @@ from flask_login import current_user, login_required
 from ..extensions import db
 from ..merchant_config import journal_settings_for
 from ..models import StripeAccount
+from ..public_urls import public_url_for
 from ..stripe_accounts import stripe_account_of, stripe_accounts_of
 from ..webhooks import WEBHOOK_EVENTS, journal_webhook_events, webhook_events_for
 from . import bp
@@ -29,29 +30,23 @@ from .stripe_endpoint import WebhookEndpointError, webhook_endpoint_create, webh
 
 
 def webhook_url_for(account: StripeAccount) -> str:
-    """The account's webhook URL: on PUBLIC_BASE_URL when set, else on the address of this request."""
-    base = current_app.config["PUBLIC_BASE_URL"]
-    if base:
-        return base + url_for("webhooks.stripe_event", webhook_key=account.webhook_key)
-    return url_for("webhooks.stripe_event", webhook_key=account.webhook_key, _external=True)
+    """The account's webhook URL, as Stripe is to call it."""
+    return public_url_for("webhooks.stripe_event", webhook_key=account.webhook_key)
 
 
 @bp.route("/connections")
 @login_required
 def connections():
     merchant = current_user.merchant
-    connection = connection_for(merchant)
     accounts = stripe_accounts_of(merchant.id)
-    page = render_template(
+    return render_template(
         "settings/connections.html",
         states=account_states(merchant.id, accounts),
         webhook_urls={account.id: webhook_url_for(account) for account in accounts},
         webhook_events=WEBHOOK_EVENTS,
         journal_events=journal_webhook_events(journal_settings_for(merchant.id)),
-        economic=economic_connection_view(connection, current_app.config),
+        economic=economic_connection_view(merchant.connection, current_app.config),  # None before e-conomic is connected
     )
-    db.session.rollback()  # a merchant without a connection row yet: showing the page stores nothing
-    return page
 
 
 def _account() -> StripeAccount:

@@ -11,10 +11,9 @@ e-conomic accepts them stores both, encrypted, with the company and agreement th
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from flask import Response, current_app, flash, make_response, redirect, render_template, request, url_for
@@ -25,7 +24,9 @@ from wtforms import PasswordField, SubmitField
 from wtforms.validators import Length, Optional, Regexp
 
 from ..extensions import db
-from ..models import Connection, EconomicInstallState, utcnow
+from ..crypto import secret_digest
+from ..models import Connection, EconomicInstallState, as_utc, utcnow
+from ..public_urls import public_url_for
 from ..sync.economic import EconomicError
 from . import bp
 from .services import (
@@ -96,36 +97,27 @@ def economic_connection_view(connection: Connection | None, config) -> dict:
 
 # -- install states ------------------------------------------------------------------------------------
 
-def _state_hash(state: str) -> str:
-    return hashlib.sha256(state.encode()).hexdigest()
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite gives timestamps back without their zone; they were stored in UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 def economic_install_state_create(merchant_id: int, user_id: int) -> str:
     """A new single-use state for this merchant and user; only its hash is stored. The caller commits."""
     now = utcnow()
     db.session.execute(delete(EconomicInstallState).where(EconomicInstallState.merchant_id == merchant_id,
                                                           EconomicInstallState.expires_at < now - SPENT_STATES_KEPT))
     state = secrets.token_urlsafe(32)
-    db.session.add(EconomicInstallState(merchant_id=merchant_id, user_id=user_id, state_hash=_state_hash(state),
+    db.session.add(EconomicInstallState(merchant_id=merchant_id, user_id=user_id, state_hash=secret_digest(state),
                                         created_at=now, expires_at=now + STATE_LIFETIME))
     return state
 
 
 def economic_install_state_check(state: str, merchant_id: int, user_id: int) -> EconomicInstallState:
     """The stored state `state` names, if this user of this merchant may still use it; else InstallRefused."""
-    record = db.session.scalar(select(EconomicInstallState).where(EconomicInstallState.state_hash == _state_hash(state)))
+    record = db.session.scalar(select(EconomicInstallState).where(EconomicInstallState.state_hash == secret_digest(state)))
     if not state or record is None:
         raise InstallRefused(NOT_VALID)
     if record.merchant_id != merchant_id or record.user_id != user_id:
         raise InstallRefused(FOREIGN)
     if record.used_at is not None:
         raise InstallRefused(USED)
-    if _aware(record.expires_at) <= utcnow():
+    if as_utc(record.expires_at) <= utcnow():
         raise InstallRefused(EXPIRED)
     return record
 
@@ -164,14 +156,6 @@ def _go(location: str) -> Response:
     return redirect(location)
 
 
-def _return_url(state: str) -> str:
-    """Where e-conomic sends the merchant back: on PUBLIC_BASE_URL when set, else on this request's address."""
-    base = current_app.config["PUBLIC_BASE_URL"]
-    if base:
-        return base + url_for("settings.economic_return", state=state)
-    return url_for("settings.economic_return", state=state, _external=True)
-
-
 def _connect(connection: Connection, app_secret_token: str, agreement_grant_token: str) -> None:
     """Store the tokens if e-conomic's `/self` accepts them, flashing what happened; commits or rolls back."""
     config = current_app.config
@@ -199,7 +183,7 @@ def economic_install():
     db.session.commit()
     locale = request.accept_languages.best_match(GRANT_PAGE_LOCALES, default="en-GB")
     return _go(economic_install_url(config["ECONOMIC_INSTALL_URL"], config["ECONOMIC_APP_PUBLIC_TOKEN"],
-                                    _return_url(state), locale))
+                                    public_url_for("settings.economic_return", state=state), locale))
 
 
 @bp.route("/connections/economic/return")

@@ -31,8 +31,7 @@ from ..sync.mapping import (
     source_allowed,
     source_from_choice,
 )
-from ..sync.stripe_access import stripe_error_words
-from ..sync.stripe_source import fetch_invoice, stripe_client
+from ..sync.stripe_source import fetch_invoice, stripe_client, stripe_error_words
 from ..stripe_accounts import stripe_accounts_of
 from . import bp
 from ..merchant_config import mappings_for, sync_settings_for

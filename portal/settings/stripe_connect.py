@@ -15,7 +15,7 @@ from ..extensions import db
 from ..models import StripeAccount, WebhookEvent, utcnow
 from ..sync.journal_choices import JournalChoices
 from ..sync.stripe_access import KeyAccess, key_access
-from ..sync.stripe_source import key_mode, stripe_client
+from ..sync.stripe_source import key_mode, stripe_client, stripe_error_words
 from .stripe_endpoint import WebhookEndpointError, webhook_endpoint_delete
 
 KEY_PATTERN = re.compile(r"^(sk|rk)_(test|live)_\S+$")
@@ -122,7 +122,7 @@ def _check(secret_key: str, api_base: str, journals: JournalChoices) -> KeyAcces
     except stripe.APIConnectionError:
         return KeyAccess(refused="Stripe could not be reached; nothing was changed. Try again in a moment.")
     except stripe.StripeError as error:
-        return KeyAccess(refused=error.user_message or str(error) or error.__class__.__name__)
+        return KeyAccess(refused=stripe_error_words(error))
 
 
 def _record(account: StripeAccount, access: KeyAccess) -> None:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import stripe
 
 from ..models import StripeAccount
-from ..sync.stripe_source import DEFAULT_API_BASE, stripe_client
+from ..sync.stripe_source import DEFAULT_API_BASE, stripe_client, stripe_error_words
 
 TIMEOUT = (5.0, 30.0)  # a person waits on these calls
 
@@ -102,7 +102,7 @@ def _refusal(error: stripe.StripeError, url: str | None = None) -> str:
                 "or add the endpoint in Stripe by hand and paste its signing secret.")
     if isinstance(error, stripe.APIConnectionError):
         return "Stripe could not be reached; nothing was changed. Try again in a moment."
-    reason = error.user_message or getattr(error, "_message", None) or str(error) or error.__class__.__name__
+    reason = stripe_error_words(error)
     return f"Stripe refused: {reason}"
 
 

@@ -18,7 +18,7 @@ from flask import current_app
 from ..queue import redis_connection
 from ..stripe_accounts import stripe_accounts_of
 from ..sync import vat
-from ..sync.stripe_source import stripe_client
+from ..sync.stripe_source import stripe_client, stripe_error_words
 from ..sync.vat import Treatment, VatChoice, treatment_from_key
 from ..merchant_config import vat_mappings_for, vat_mappings_stored
 
@@ -85,7 +85,7 @@ def stripe_treatments(merchant_id: int, home_country: str, refresh: bool = False
     try:  # every account's: a merchant with one account per country has each country's VAT in its own
         found = vat.distinct([treatment for key in keys for treatment in _read_stripe_treatments(_stripe_client(key), home_country)])
     except stripe.StripeError as error:
-        reason = error.user_message or getattr(error, "_message", None) or str(error) or error.__class__.__name__
+        reason = stripe_error_words(error)
         raise TreatmentsUnavailable(
             f"Could not read your Stripe tax rates and invoices ({reason}), so only the usual cases and your saved rows are listed."
         ) from error

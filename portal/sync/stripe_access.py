@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import stripe
 
+from .stripe_source import stripe_error_words
+
 # (resource, what the merchant calls it, when it is needed)
 ALWAYS = "always"
 ACCESS_NEEDED: tuple[tuple[str, str, str], ...] = (
@@ -40,11 +42,6 @@ class KeyAccess:
     @property
     def ok(self) -> bool:
         return self.refused is None and not self.missing
-
-
-def stripe_error_words(error: stripe.StripeError) -> str:
-    """Stripe's own message for an error, or its kind."""
-    return error.user_message or getattr(error, "_message", None) or str(error) or error.__class__.__name__
 
 
 def key_access(client: stripe.StripeClient, secret_key: str, enabled: set[str]) -> KeyAccess:

@@ -28,6 +28,11 @@ def stripe_client(api_key: str, api_base: str = DEFAULT_API_BASE, max_network_re
     )
 
 
+def stripe_error_words(error: stripe.StripeError) -> str:
+    """Stripe's own message for an error (without the request id), or its kind."""
+    return error.user_message or getattr(error, "_message", None) or str(error) or error.__class__.__name__
+
+
 def key_mode(api_key: str) -> str:
     """'test' or 'live', read from the key's prefix (sk_test_…, rk_live_…)."""
     return "test" if "_test_" in api_key else "live"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import abort, render_template, request
@@ -12,7 +12,8 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import AuditArea, AuditEvent, SyncSettings
+from ..merchant_config import time_zone_of
+from ..models import AuditArea, AuditEvent, as_utc
 from . import bp
 
 PAGE_SIZE = 50
@@ -53,7 +54,7 @@ def audit_events_page(merchant_id: int, area: AuditArea | None, before_id: int |
 
 def merchant_time_zone(merchant_id: int) -> tuple[ZoneInfo | timezone, str]:
     """The time zone set in the Customer & product settings, else UTC; and its name for the page."""
-    name = db.session.scalar(select(SyncSettings.time_zone).where(SyncSettings.merchant_id == merchant_id))
+    name = time_zone_of(merchant_id)
     try:
         return (ZoneInfo(name), name) if name else (timezone.utc, "UTC")
     except (ZoneInfoNotFoundError, ValueError):
@@ -61,7 +62,7 @@ def merchant_time_zone(merchant_id: int) -> tuple[ZoneInfo | timezone, str]:
 
 
 def audit_line(event: AuditEvent, zone) -> AuditLine:
-    at = event.at if event.at.tzinfo is not None else event.at.replace(tzinfo=timezone.utc)
+    at = as_utc(event.at)
     changes = [
         Change(item["field"], _shown(item.get("old")), _shown(item.get("new")), item.get("secret"))
         for item in json.loads(event.changes or "[]")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, make_response, redirect, render_template, request, session, url_for
+from flask import abort, flash, make_response, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user
 
 from ..auth.forms import AcceptInvitationForm
@@ -10,6 +10,7 @@ from ..auth.services import MIN_PASSWORD_LENGTH, AccountError
 from ..auth.sessions import session_begin
 from ..extensions import db
 from ..models import Role
+from ..public_urls import public_url_for
 from . import bp
 from .forms import InviteForm
 from .services import (
@@ -57,7 +58,7 @@ def invite():
         form.email.errors.append(str(refusal))
         return _team_page(form, 400)
     db.session.commit()
-    link = _public_url(url_for("team.invitation", token=new.token))
+    link = public_url_for("team.invitation", token=new.token)
     response = make_response(render_template("team/invited.html", invitation=new.invitation, link=link, hours=INVITATION_HOURS))
     response.headers["Cache-Control"] = "no-store"  # the link is shown this once
     return response
@@ -150,8 +151,3 @@ def invitation(token: str):
                              400 if form.errors else 200)
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def _public_url(path: str) -> str:
-    base = current_app.config["PUBLIC_BASE_URL"]
-    return base + path if base else request.host_url.rstrip("/") + path

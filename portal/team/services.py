@@ -4,7 +4,6 @@ so a merchant always keeps exactly one owner."""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,7 +13,8 @@ from sqlalchemy import select, update
 from ..audit import acting_as
 from ..auth.services import AccountError, normalise_email, user_create, user_get_by_email, user_sessions_revoke
 from ..extensions import db
-from ..models import Invitation, Role, User, utcnow
+from ..crypto import secret_digest
+from ..models import Invitation, Role, User, as_utc, utcnow
 
 INVITATION_HOURS = 72
 INVITABLE_ROLES = (Role.ADMIN, Role.MEMBER)  # the owner hands ownership on; nobody is invited as owner
@@ -38,10 +38,6 @@ class NewInvitation:
     token: str  # shown once in the link, never stored
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def team_members(merchant_id: int) -> list[User]:
     """The merchant's users: the owner first, then admins, then members, each by e-mail."""
     users = db.session.scalars(select(User).where(User.merchant_id == merchant_id))
@@ -57,7 +53,7 @@ def invitations_pending(merchant_id: int) -> list[Invitation]:
 
 
 def invitation_expired(invitation: Invitation, now: datetime | None = None) -> bool:
-    return (now or utcnow()) >= _aware(invitation.expires_at)
+    return (now or utcnow()) >= as_utc(invitation.expires_at)
 
 
 def invitation_create(inviter: User, email: str, role: Role | str) -> NewInvitation:
@@ -76,7 +72,7 @@ def invitation_create(inviter: User, email: str, role: Role | str) -> NewInvitat
         db.session.delete(earlier)
     token = secrets.token_urlsafe(32)
     invitation = Invitation(
-        merchant_id=inviter.merchant_id, email=email, role=role.value, token_hash=token_hash(token),
+        merchant_id=inviter.merchant_id, email=email, role=role.value, token_hash=secret_digest(token),
         invited_by_id=inviter.id, invited_by_email=inviter.email,
         expires_at=utcnow() + timedelta(hours=INVITATION_HOURS),
     )
@@ -87,7 +83,7 @@ def invitation_create(inviter: User, email: str, role: Role | str) -> NewInvitat
 
 def invitation_for_token(token: str) -> Invitation:
     """The invitation the link is for, if it can still be used; else InvitationGone saying why."""
-    invitation = db.session.scalar(select(Invitation).where(Invitation.token_hash == token_hash(token)))
+    invitation = db.session.scalar(select(Invitation).where(Invitation.token_hash == secret_digest(token)))
     if invitation is None:
         raise InvitationGone("This invitation link is not known: it may have been revoked, or replaced by a newer "
                              "one. Ask whoever invited you for a new link.", 404)
@@ -185,7 +181,3 @@ def _role(value: Role | str) -> Role:
     except ValueError:
         raise TeamChangeRefused(f"{value!r} is not a role.") from None
 
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; they were stored as UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=utcnow().tzinfo)
