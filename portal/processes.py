@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import signal
 import sys
 
@@ -12,7 +13,5 @@ def die_with_parent() -> None:
     Call it in a freshly started child (a `preexec_fn`, or an `os.register_at_fork` hook).
     """
     if sys.platform.startswith("linux"):
-        import ctypes
-
         PR_SET_PDEATHSIG = 1
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -6,8 +6,10 @@ from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import g, has_request_context
+from flask_login import current_user
 from markupsafe import Markup, escape
 
+from .merchant_config import time_zone_of
 from .sync.money import from_minor
 
 DEFAULT_TIME_ZONE = "Europe/Copenhagen"  # SyncSettings.time_zone's default
@@ -43,15 +45,7 @@ def merchant_zone() -> ZoneInfo:
         return zone_named(None)
     zone = g.get("merchant_zone")
     if zone is None:
-        from flask_login import current_user
-        from sqlalchemy import select
-
-        from .extensions import db
-        from .models import SyncSettings
-
-        name = None
-        if current_user.is_authenticated:
-            name = db.session.scalar(select(SyncSettings.time_zone).where(SyncSettings.merchant_id == current_user.merchant_id))
+        name = time_zone_of(current_user.merchant_id) if current_user.is_authenticated else None
         zone = g.merchant_zone = zone_named(name)
     return zone
 
