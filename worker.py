@@ -2,6 +2,7 @@
 
 Start as many as you need, on as many machines as you like, against the same Redis and database.
 SIGTERM (or Ctrl-C) lets the job in hand finish before the worker exits. Each worker also runs the
+dispatch pass every DISPATCH_EVERY_SECONDS (the events the webhook stored are queued as jobs), and the
 requeue pass every REQUEUE_EVERY_SECONDS (one worker at a time, by a lock in Redis): runs stored while
 Redis was down, and runs whose worker was killed mid-run, are queued again.
 
@@ -32,6 +33,7 @@ from portal import create_app
 from portal.extensions import db
 from portal.processes import die_with_parent
 from portal.queue import RedisNotConfigured, redis_connection, sync_queue
+from portal.runs.dispatch import events_dispatch
 from portal.runs.recovery import sync_run_requeue_pending
 
 log = logging.getLogger("worker")
@@ -227,30 +229,56 @@ def work_until_stopped(app, connection: Redis, stop: threading.Event) -> None:
         stop.wait(wait)
 
 
+def repeat_pass(name: str, every: float, one_pass, stop: threading.Event) -> None:
+    """Run `one_pass` every `every` seconds until stopped. Redis or the database away for a moment fails a
+    pass, logged once until a pass works again; the next pass tries again."""
+    failing = None  # what made the last pass fail
+    while not stop.wait(every):
+        try:
+            one_pass()
+            if failing:
+                log.info("%s pass works again", name)
+                failing = None
+        except REDIS_AWAY as error:
+            failing = report_once(failing, "Redis", f"{name} pass failed: Redis unreachable ({error})")
+        except SQLAlchemyError as error:
+            failing = report_once(failing, "database", f"{name} pass failed: database error ({one_line(error)})")
+        except Exception:
+            log.exception("%s pass failed", name)
+            failing = "other"
+
+
 def requeue_loop(app, stop: threading.Event) -> None:
+    """The requeue pass (runs/recovery.py), one worker at a time: a lock in Redis lets one pass in an interval."""
     connection = redis_connection(app)
     lock_key = f"{app.config['REDIS_KEY_PREFIX']}:requeue-lock"
     every = app.config["REQUEUE_EVERY_SECONDS"]
-    failing = None  # what made the last pass fail, logged once until a pass works again
-    while not stop.wait(every):
-        try:
-            if not connection.set(lock_key, "1", nx=True, px=max(int(every * 900), 500)):
-                continue
-            with app.app_context():
+
+    def requeue_pass() -> None:
+        if not connection.set(lock_key, "1", nx=True, px=max(int(every * 900), 500)):
+            return
+        with app.app_context():
+            try:
                 queued = sync_run_requeue_pending()
+            finally:
                 db.session.remove()
-            if failing:
-                log.info("requeue pass works again")
-                failing = None
-            if queued:
-                log.info("requeue pass: queued %d pending run(s)", queued)
-        except REDIS_AWAY as error:  # Redis or the database away for a moment: the next pass tries again
-            failing = report_once(failing, "Redis", f"requeue pass failed: Redis unreachable ({error})")
-        except SQLAlchemyError as error:
-            failing = report_once(failing, "database", f"requeue pass failed: database error ({one_line(error)})")
-        except Exception:
-            log.exception("requeue pass failed")
-            failing = "other"
+        if queued:
+            log.info("requeue pass: queued %d pending run(s)", queued)
+
+    repeat_pass("requeue", every, requeue_pass, stop)
+
+
+def dispatch_loop(app, stop: threading.Event) -> None:
+    """The dispatch pass (runs/dispatch.py): the jobs of the events the webhook stored are queued. Every
+    worker runs it; the database's claim keeps two from queuing one event twice."""
+    def dispatch_pass() -> None:
+        with app.app_context():
+            try:
+                events_dispatch()
+            finally:
+                db.session.remove()
+
+    repeat_pass("dispatch", app.config["DISPATCH_EVERY_SECONDS"], dispatch_pass, stop)
 
 
 def one_line(error: SQLAlchemyError) -> str:
@@ -277,6 +305,7 @@ def main() -> int:
     os.register_at_fork(after_in_child=die_with_parent)
     stop = threading.Event()
     threading.Thread(target=requeue_loop, args=(app, stop), name="requeue", daemon=True).start()
+    threading.Thread(target=dispatch_loop, args=(app, stop), name="dispatch", daemon=True).start()
     try:
         with app.app_context():
             work_until_stopped(app, connection, stop)

@@ -9,15 +9,15 @@ merchant and its signing secret and no RQ worker, on SQLite and an embedded Valk
 and REDIS_URL when set (a schema and key prefix of its own, dropped afterwards). wrk is the load
 generator (a Python one on the same cores was the bottleneck: it capped the no-op route at ~600 req/s).
 
-Every webhook is a distinct, correctly signed invoice.paid (verified, stored, the dispatcher woken):
+Every webhook is a distinct, correctly signed invoice.paid (verified and stored):
 EVENTS of them are signed just before the run (Stripe's tolerance is 300 s) into one file per wrk
 thread, and bench/intake.lua sends each once (a repeated event is a cheaper duplicate). Both routes are
 warmed up, then measured in alternating rounds (no-op, intake, no-op, …), so a machine that speeds up
 or slows down meanwhile favours neither. Around each round the CPU time of the server's processes is
 read from /proc (gunicorn's, the database backends' when the database is a local PostgreSQL, Redis's
 from INFO) and divided by the requests served. Afterwards the database must hold exactly one event per
-webhook sent, the deliveries must have woken a dispatcher (one, while one waits), and that dispatcher,
-run here as a worker would, must queue exactly one job per event; every answer must have been a 200.
+webhook sent, Redis no job (the intake only stores), and a worker's dispatch pass, run here as a worker
+would, must queue exactly one job per event; every answer must have been a 200.
 
 On PostgreSQL the tables are analysed before each intake round, as autovacuum would as they grow: a
 test server with autovacuum off otherwise plans the run lookup without statistics (bench.common).
@@ -322,38 +322,38 @@ def main() -> None:
         if any(autovacuum_off):
             print("  (this PostgreSQL has autovacuum off: the bench analysed its tables before each intake round, as "
                   "autovacuum would have; see bench.common.analyze_tables)")
-        if stored["events stored"] != sent or stored["event jobs queued by the dispatcher"] != sent \
-                or not 1 <= stored["dispatcher jobs woken"] <= max(2, sent // 1000):
+        if stored["events stored"] != sent or stored["event jobs queued by the dispatch pass"] != sent \
+                or stored["jobs queued by the intake"] != 0:
             sys.exit(f"FAILED: {sent} distinct events sent to the intake, but {stored}: the route dropped or doubled work.")
         if not 0 <= sent - answered <= CONNECTIONS * (1 + ROUNDS):
             sys.exit(f"FAILED: {sent} events sent but {answered} answers read: more unanswered than wrk can have in flight.")
 
 
 def stored_counts(app, merchant_id: int, env: dict) -> dict[str, int]:
-    """What the intake left behind, then what the worker's dispatcher makes of it: the events stored, the
-    dispatcher jobs the deliveries woke (one while one waits), and — after running that dispatcher here,
-    as a worker would — the event jobs queued, one per event. Also the dispatcher's CPU per event."""
+    """What the intake left behind, then what a worker's dispatch pass makes of it: the events stored, the
+    jobs in Redis before that pass (none: the intake does not talk to Redis), and — after running the pass
+    here, as a worker would — the event jobs queued, one per event. Also the pass's CPU per event."""
     from redis import Redis
     from rq import Queue
     from sqlalchemy import func, select
 
     from portal.extensions import db
     from portal.models import WebhookEvent
-    from portal.runs.jobs import events_dispatch_job
+    from portal.runs.dispatch import events_dispatch
 
     connection = Redis.from_url(env["REDIS_URL"])
     queue = Queue(env["RQ_QUEUE"], connection=connection)
-    dispatchers = sum(1 for job in queue.get_jobs() if job.func_name.endswith("events_dispatch_job"))
+    jobs_before = queue.count
     with app.app_context():
         events = db.session.scalar(select(func.count()).select_from(WebhookEvent).where(WebhookEvent.merchant_id == merchant_id))
         started = time.thread_time()
-        dispatched = events_dispatch_job(merchant_id)
+        dispatched = events_dispatch()
         dispatch_ms = 1000 * (time.thread_time() - started) / max(dispatched, 1)
         db.session.remove()
         db.engine.dispose()
     event_jobs = sum(1 for job in queue.get_jobs() if job.func_name.endswith(".event_job"))
     connection.close()
-    return {"events stored": events, "dispatcher jobs woken": dispatchers, "event jobs queued by the dispatcher": event_jobs,
+    return {"events stored": events, "jobs queued by the intake": jobs_before, "event jobs queued by the dispatch pass": event_jobs,
             "dispatch_ms": dispatch_ms}
 
 
@@ -397,7 +397,7 @@ def report(noop: list[Round], intake: list[Round], env: dict, embedded_redis: bo
     print(f"  correctness: {sent:,} distinct events sent to the intake (warm-up included), {answered:,} 200s read, "
           f"{sent - answered} in flight when wrk stopped (at most {CONNECTIONS} × {1 + ROUNDS}), no other status; "
           + ", ".join(f"{count:,} {name}" for name, count in stored.items() if name != "dispatch_ms"))
-    print(f"  the dispatcher, run afterwards as a worker would: {stored['dispatch_ms']:.3f} ms CPU per event to claim it "
+    print(f"  the dispatch pass, run afterwards as a worker would: {stored['dispatch_ms']:.3f} ms CPU per event to claim it "
           f"and queue its job (500 a round trip)")
     print(f"  peak RSS of the web workers: {', '.join(f'{value:.0f} MiB' for value in rss)}")
 

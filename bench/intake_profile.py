@@ -102,8 +102,6 @@ class BackendCpu:
 
 
 def instrument(app, steps: Steps) -> None:
-    import redis.client
-    import rq.job
     import sqlalchemy.engine
     import stripe
 
@@ -123,10 +121,7 @@ def instrument(app, steps: Steps) -> None:
     steps.wrap(routes, "intake_connection", "    pooled connection checked out (intake_connection)")
     steps.wrap(routes, "event_store", "    event stored (event_store: INSERT … ON CONFLICT, commit)")
     steps.wrap(sqlalchemy.engine.Connection, "commit", "      commit")
-    steps.wrap(routes, "events_signal", "    dispatcher woken (events_signal: SET NX, a job when none waits)")
-    steps.wrap(rq.job.Job, "create", "      RQ job built (Job.create)")
-    steps.wrap(redis.client.Pipeline, "execute", "      Redis pipeline round trip (execute)")
-    steps.wrap(routes, "jsonify", "    jsonify the answer")
+    steps.wrap(routes, "Response", "    the answer (a fixed body)")
     steps.wrap(app, "process_response", "  after_request hooks (talisman headers, …)")
     steps.wrap(sqlalchemy.engine.Connection, "_execute_context", "  every SQL statement (all steps)")
 

@@ -14,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import load_config
 from .crypto import SecretBox
-from .extensions import csrf, db, login_manager, migrate, talisman
+from .extensions import INTAKE_ENGINE, csrf, db, intake_engine_bind, login_manager, migrate, talisman
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,6 +70,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
+    app.config["SQLALCHEMY_BINDS"] = {**app.config.get("SQLALCHEMY_BINDS", {}),
+                                      INTAKE_ENGINE: intake_engine_bind(app.config["SQLALCHEMY_DATABASE_URI"])}
     db.init_app(app)
     _ping_connections_left_idle(app)
     _tune_sqlite(app)
@@ -137,17 +139,21 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 
 def _ping_connections_left_idle(app: Flask) -> None:
-    """Check a pooled connection before use when it sat idle for DATABASE_PING_AFTER_IDLE_SECONDS.
+    """Check a pooled connection (of every engine) before use when it sat idle for DATABASE_PING_AFTER_IDLE_SECONDS.
 
     SQLAlchemy's `pool_pre_ping` checks on every checkout: one more round trip per request, a large
     share of a webhook delivery's cost. Connections that die do so while idle (a database restart, a
     firewall's timeout); raising DisconnectionError makes the pool replace one with a fresh connection.
     """
+    with app.app_context():
+        engines = list(db.engines.values())
+    for engine in engines:
+        _ping_if_idle(app, engine)
+
+
+def _ping_if_idle(app: Flask, engine) -> None:
     from sqlalchemy import event
     from sqlalchemy.exc import DisconnectionError
-
-    with app.app_context():
-        engine = db.engine
 
     @event.listens_for(engine, "connect")
     def fresh(dbapi_connection, record):
@@ -175,9 +181,8 @@ def _tune_sqlite(app: Flask) -> None:
     from sqlalchemy import event
 
     with app.app_context():
-        engine = db.engine
+        engines = list(db.engines.values())
 
-    @event.listens_for(engine, "connect")
     def set_pragmas(dbapi_connection, record):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -185,6 +190,9 @@ def _tune_sqlite(app: Flask) -> None:
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+    for engine in engines:
+        event.listen(engine, "connect", set_pragmas)
 
 
 def _register_error_pages(app: Flask) -> None:

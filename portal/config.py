@@ -75,6 +75,9 @@ def load_config(instance_path: str) -> dict:
         "RUN_HEARTBEAT_SECONDS": env_int("RUN_HEARTBEAT_SECONDS", 10),
         "RUN_LEASE_SECONDS": env_int("RUN_LEASE_SECONDS", 60),
         "REQUEUE_EVERY_SECONDS": env_int("REQUEUE_EVERY_SECONDS", 30),
+        # Every worker looks this often for events the webhook stored and queues their jobs (runs/dispatch.py):
+        # the most an event waits before its job is queued, at the cost of one indexed read per look.
+        "DISPATCH_EVERY_SECONDS": float(os.environ.get("DISPATCH_EVERY_SECONDS", "0.2")),
         # A run or stored event still waiting this long without a live job in Redis is queued again. A job
         # "started" this long without claiming its run (or deciding its event) is presumed dead: keep it
         # well above an event job's longest read of Stripe (two tries of at most HTTP_TIMEOUT_SECONDS).

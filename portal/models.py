@@ -218,8 +218,8 @@ class WebhookEvent(db.Model):
         # The recovery pass finds events still waiting for their job by this index, whatever the table's size.
         db.Index("ix_webhook_events_received", "received_at", sqlite_where=sa.text("outcome = 'received'"),
                  postgresql_where=sa.text("outcome = 'received'")),
-        # A merchant's events no dispatcher has queued a job for yet, in the order they came.
-        db.Index("ix_webhook_events_undispatched", "merchant_id", "id",
+        # Events no dispatch pass has queued a job for yet, in the order they came (runs/dispatch.py).
+        db.Index("ix_webhook_events_undispatched", "id",
                  sqlite_where=sa.text("outcome = 'received' AND dispatched_at IS NULL"),
                  postgresql_where=sa.text("outcome = 'received' AND dispatched_at IS NULL")),
         # Payloads still kept, oldest first: pruning costs what it prunes.
@@ -233,7 +233,8 @@ class WebhookEvent(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"), index=True)
+    # No index of its own: the unique (merchant_id, stripe_event_id) index serves lookups by merchant.
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"))
     # The Stripe account whose webhook URL it came to (its key reads what the event names).
     stripe_account_id: Mapped[int] = mapped_column(ForeignKey("stripe_accounts.id", ondelete="CASCADE"))
     stripe_event_id: Mapped[str] = mapped_column(String(255))

@@ -109,7 +109,8 @@ def app(base_config, migrated_database):
                     redis.delete(key)
             redis.srem("rq:queues", f"rq:queue:{app.config['RQ_QUEUE']}")
             redis.close()
-        db.engine.dispose()
+        for engine in db.engines.values():  # the intake's engine too
+            engine.dispose()
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from rq import Queue
 
 from portal.extensions import db
 from portal.models import AuditRow, Connection, CustomerLink, ProductLink, SyncRule, SyncRun, SyncSettings, WebhookEvent
-from portal.runs.jobs import events_dispatch_job, sync_run_execute
+from portal.runs.dispatch import events_dispatch
+from portal.runs.jobs import sync_run_execute
 from portal.runs.recovery import sync_run_requeue_pending
 from portal.runs.services import sync_run_create
 
@@ -29,6 +30,14 @@ def merchant(app, account):
                                   economic_agreement_grant_token="grant"))
         db.session.commit()
     return account
+
+
+@pytest.fixture
+def other_merchant(app, other_account):
+    with app.app_context():
+        stripe_connect(other_account.merchant_id, "sk_test_runs_other", SECRET)
+        db.session.commit()
+    return other_account
 
 
 def event(kind="invoice.paid", **invoice_changes):
@@ -77,43 +86,60 @@ def decide_stored(app, payload_event, invoice=None, job_id="job-under-test"):
         return run_id
 
 
-def test_a_delivery_stores_the_event_and_wakes_the_merchants_dispatcher_which_queues_its_job(app, client, merchant):
+def test_a_delivery_only_stores_the_event_and_the_dispatch_pass_queues_its_job(app, client, merchant):
     response = deliver(client, merchant, event())
-    assert response.status_code == 200
+    assert response.status_code == 200 and response.json == {"received": True}
     assert runs(app) == []  # nothing is decided in the request
     [stored] = events(app)
     assert (stored.outcome, stored.sync_run_id, stored.dispatched_at) == ("received", None, None)
     with app.app_context():
-        [dispatcher] = queue(app).get_jobs()
-        assert dispatcher.func_name == "portal.runs.jobs.events_dispatch_job"
-        assert dispatcher.args == (merchant.merchant_id,)
-        assert events_dispatch_job(merchant.merchant_id) == 1
-        jobs = [job for job in queue(app).get_jobs() if job.id != dispatcher.id]
-        assert [job.id for job in jobs] == [f"{app.config['REDIS_KEY_PREFIX']}-event-{stored.id}"]
-        assert jobs[0].func_name == "portal.runs.jobs.event_job" and jobs[0].args == (stored.id,)
-        assert jobs[0].retries_left == 3 and jobs[0].timeout == 600
+        assert queue(app).get_jobs() == []  # the intake never talks to Redis
+        assert events_dispatch() == 1
+        [job] = queue(app).get_jobs()
+        assert job.id == f"{app.config['REDIS_KEY_PREFIX']}-event-{stored.id}"
+        assert job.func_name == "portal.runs.jobs.event_job" and job.args == (stored.id,)
+        assert job.retries_left == 3 and job.timeout == 600
+        assert events_dispatch() == 0  # claimed once: the next pass finds nothing
     [stored] = events(app)
     assert stored.dispatched_at is not None
 
 
-def test_deliveries_while_a_dispatcher_waits_queue_no_second_one_and_it_takes_them_all(app, client, merchant):
-    for number in range(5):
+def test_two_dispatch_passes_at_once_queue_each_of_200_events_once(app, client, merchant, other_merchant):
+    for number in range(200):
         payload_event = event()
         payload_event["id"] = f"evt_burst_{number}"
-        assert deliver(client, merchant, payload_event).status_code == 200
+        owner = merchant if number % 2 else other_merchant
+        assert deliver(client, owner, payload_event).status_code == 200
+
+    def dispatch_pass(_):
+        with app.app_context():
+            try:
+                return events_dispatch()
+            finally:
+                db.session.remove()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        queued = list(pool.map(dispatch_pass, range(2)))
+    assert sum(queued) == 200
     with app.app_context():
-        [dispatcher] = queue(app).get_jobs()
-        assert events_dispatch_job(merchant.merchant_id) == 5
-        assert events_dispatch_job(merchant.merchant_id) == 0  # claimed once: a second dispatcher finds nothing
-        event_jobs = sorted(job.args[0] for job in queue(app).get_jobs() if job.id != dispatcher.id)
+        event_jobs = sorted(job.args[0] for job in queue(app).get_jobs())
     assert event_jobs == sorted(stored.id for stored in events(app))
-    # The dispatcher cleared its flag as it started: the next delivery wakes a new one.
-    later = event()
-    later["id"] = "evt_after_the_dispatcher"
-    deliver(client, merchant, later)
+
+
+def test_events_claimed_while_redis_refuses_are_given_back_for_the_next_pass(app, client, merchant, monkeypatch):
+    from portal.runs import dispatch
+
+    deliver(client, merchant, event())
+    monkeypatch.setattr(dispatch, "events_enqueue", lambda event_ids: False)  # Redis away
     with app.app_context():
-        dispatchers = [job for job in queue(app).get_jobs() if job.func_name.endswith("events_dispatch_job")]
-    assert len(dispatchers) == 2
+        assert events_dispatch() == 0
+        db.session.remove()
+    [stored] = events(app)
+    assert stored.dispatched_at is None  # waiting still, not left claimed until the requeue pass
+    monkeypatch.undo()
+    with app.app_context():
+        assert events_dispatch() == 1
+        assert [job.args for job in queue(app).get_jobs()] == [(stored.id,)]
 
 
 def test_the_same_event_20_times_concurrently_is_stored_once_with_one_job(app, merchant):
@@ -127,9 +153,8 @@ def test_the_same_event_20_times_concurrently_is_stored_once_with_one_job(app, m
     assert statuses == [200] * 20
     assert len(events(app)) == 1
     with app.app_context():
+        assert events_dispatch() == 1
         assert len(queue(app).get_jobs()) == 1
-        assert events_dispatch_job(merchant.merchant_id) == 1
-        assert len(queue(app).get_jobs()) == 2  # the dispatcher and the event's one job
 
 
 def test_a_matching_event_makes_the_invoices_run_under_the_rule(app, merchant):

@@ -3,6 +3,7 @@
     rules.py      which event, under the merchant's Invoice Sync Rules, makes which run
     services.py   create a run; how an attempt ended (succeeded, held, failed, skipped, retry); the manual
                   actions (Sync again, Book anyway, Sync this invoice now)
+    dispatch.py   the workers' dispatch pass: events the webhook stored, claimed and queued as jobs
     queueing.py   RQ: job ids and enqueueing; Redis is only the messenger
     jobs.py       the functions RQ runs: claim a run, drive the sync engine, record the outcome
     recording.py  the engine's reports as the run's columns, audit rows and remembered links

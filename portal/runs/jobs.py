@@ -19,12 +19,11 @@ from ..sync.errors import SyncFailure, SyncHeld, SyncSkipped, SyncWaiting
 from ..sync.ledger import EntryOutcome, EntryState, LedgerEngine
 from ..sync.stripe_source import fetch_invoice, stripe_client
 from .entries import ENTRY_ONLY_EVENTS, entry_runs_after, entry_runs_for_event, sync_run_entered, sync_run_waiting
-from .queueing import events_enqueue, events_signal_clear, sync_run_enqueue
+from .queueing import sync_run_enqueue
 from .recording import DatabaseBooks, DatabaseLinks, DatabaseRecorder
 from .recovery import Heartbeat, lease_expired
 from .rules import could_trigger
 from .services import (
-    events_dispatch_claim,
     replaced_numbers,
     sync_event_ignore,
     sync_event_queued,
@@ -258,27 +257,6 @@ def _entry_event(event: WebhookEvent, job_id: str | None) -> str:
         return event.outcome
     sync_event_queued(event, runs[0].id)
     return event.outcome
-
-
-DISPATCH_BATCH = 500
-
-
-def events_dispatch_job(merchant_id: int) -> int:
-    """The RQ job a delivery wakes: queue a job for each of the merchant's stored events still waiting, a
-    batch per round trip. Returns how many were queued.
-
-    The wake-up flag is cleared before the first claim, so an event stored while this runs either is
-    claimed here or wakes the next dispatcher. Events claimed but not queued (Redis away) are queued by
-    the requeue pass.
-    """
-    events_signal_clear(merchant_id)
-    queued = 0
-    while True:
-        event_ids = events_dispatch_claim(merchant_id, DISPATCH_BATCH)
-        if event_ids and events_enqueue(event_ids):
-            queued += len(event_ids)
-        if len(event_ids) < DISPATCH_BATCH:
-            return queued
 
 
 def _invoice_now(event: WebhookEvent) -> dict:

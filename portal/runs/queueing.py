@@ -4,7 +4,6 @@ in the database, and a job that Redis loses is queued again by `recovery`."""
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -19,7 +18,7 @@ from sqlalchemy import update
 
 from ..extensions import db
 from ..models import SyncRun
-from ..queue import redis_connection, sync_queue
+from ..queue import sync_queue
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +26,6 @@ JOB_TIMEOUT_SECONDS = 600
 RETRY_INTERVALS = [5, 30, 120]  # seconds before RQ's retries of a job that raised
 SYNC_RUN_JOB = "portal.runs.jobs.sync_run_job"
 EVENT_JOB = "portal.runs.jobs.event_job"
-EVENTS_DISPATCH_JOB = "portal.runs.jobs.events_dispatch_job"
-DISPATCH_PENDING_SECONDS = 60  # a dispatcher not started by then (its job lost, say) lets the next delivery queue another
 BACKFILL_JOB = "portal.runs.backfill.backfill_job"
 BACKFILL_TIMEOUT_SECONDS = 3600
 
@@ -97,40 +94,6 @@ def _prepared_options(job_id: str) -> dict[str, Any]:
     options = _job_options(job_id)
     options["timeout"] = options.pop("job_timeout")  # Queue.prepare_data's name for it
     return options
-
-
-def _dispatch_pending_key(merchant_id: int) -> str:
-    return f"{current_app.config['REDIS_KEY_PREFIX']}:events-pending:{merchant_id}"
-
-
-def events_signal(merchant_id: int) -> bool:
-    """Wake the merchant's dispatcher after an event was stored (webhook intake).
-
-    One SET NX per delivery: a dispatcher job is queued only when none is waiting already. The dispatcher
-    clears the flag as it starts and then claims every event stored before, so an event is either seen by
-    a dispatcher already waiting or wakes a new one. False when Redis is down (the requeue pass covers it).
-    """
-    key = _dispatch_pending_key(merchant_id)
-    try:
-        if not redis_connection().set(key, b"1", nx=True, ex=DISPATCH_PENDING_SECONDS):
-            return True
-        queue = sync_queue()
-        try:
-            queue.enqueue(EVENTS_DISPATCH_JOB, merchant_id, job_id=f"{current_app.config['REDIS_KEY_PREFIX']}-events-dispatch-"
-                          f"{merchant_id}-{uuid.uuid4().hex}", retry=Retry(max=3, interval=RETRY_INTERVALS),
-                          job_timeout=JOB_TIMEOUT_SECONDS, failure_ttl=7 * 86400)
-        except (RedisError, OSError):
-            queue.connection.delete(key)  # no dispatcher is coming: let the next delivery try
-            raise
-    except (RedisError, OSError) as error:
-        log.warning("could not wake the event dispatcher of merchant %s (events wait, stored): %s", merchant_id, error)
-        return False
-    return True
-
-
-def events_signal_clear(merchant_id: int) -> None:
-    """The dispatcher is starting: events stored from now on must wake another one."""
-    redis_connection().delete(_dispatch_pending_key(merchant_id))
 
 
 ALIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}

@@ -148,12 +148,19 @@ def sync_run_from_event(event: WebhookEvent, invoice: dict, job_id: str | None) 
     return run
 
 
-def events_dispatch_claim(merchant_id: int, limit: int) -> list[int]:
-    """Claim up to `limit` of the merchant's stored events that no job was queued for yet, oldest first, and
-    commit the claim: two dispatchers running at once never claim the same event."""
+def events_waiting() -> bool:
+    """Whether any stored event waits for its job to be queued (a read through a small partial index: the
+    dispatch pass asks this several times a second, and claims only when there is something to claim)."""
     table = WebhookEvent.__table__
-    waiting = (select(table.c.id).where(table.c.merchant_id == merchant_id, table.c.outcome == "received",
-                                        table.c.dispatched_at.is_(None))
+    return db.session.execute(select(table.c.id).where(table.c.outcome == "received", table.c.dispatched_at.is_(None))
+                              .limit(1)).first() is not None
+
+
+def events_dispatch_claim(limit: int) -> list[int]:
+    """Claim up to `limit` stored events that no job was queued for yet, oldest first, whichever merchant's,
+    and commit the claim: two dispatch passes running at once never claim the same event."""
+    table = WebhookEvent.__table__
+    waiting = (select(table.c.id).where(table.c.outcome == "received", table.c.dispatched_at.is_(None))
                .order_by(table.c.id).limit(limit))
     claimed = db.session.execute(
         update(table).where(table.c.id.in_(waiting), table.c.dispatched_at.is_(None))
@@ -161,6 +168,14 @@ def events_dispatch_claim(merchant_id: int, limit: int) -> list[int]:
     ).scalars().all()
     db.session.commit()
     return sorted(claimed)
+
+
+def events_dispatch_unclaim(event_ids: list[int]) -> None:
+    """Give claimed events back (their jobs could not be queued): the next dispatch pass claims them again."""
+    table = WebhookEvent.__table__
+    db.session.execute(update(table).where(table.c.id.in_(event_ids), table.c.outcome == "received")
+                       .values(dispatched_at=None))
+    db.session.commit()
 
 
 def sync_event_ignore(event: WebhookEvent, reason: str) -> None:

@@ -1,13 +1,16 @@
-"""The Stripe webhook endpoint: verify, store, queue, answer. Nothing slow happens here."""
+"""The Stripe webhook endpoint: verify, store, answer. Nothing slow happens here, and nothing but the database:
+the workers' dispatch pass queues the stored event's job (portal.runs.dispatch)."""
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import Response, jsonify, request
 
 from ..extensions import csrf
-from ..runs.queueing import events_signal
 from . import bp
 from .services import WebhookRejected, event_store, intake_connection, webhook_event_verified
+
+RECEIVED = b'{"received":true}\n'
+DUPLICATE = b'{"duplicate":true,"received":true}\n'
 
 
 @bp.route("/webhooks/stripe/<webhook_key>", methods=["POST"])
@@ -20,8 +23,5 @@ def stripe_event(webhook_key: str):
         except WebhookRejected as rejected:
             return jsonify(error=rejected.reason), rejected.status
         event_id = event_store(connection, target, event, payload)
-    if event_id is None:
-        return jsonify(received=True, duplicate=True), 200
-    # Only now that the event is committed may the dispatcher look for it; Redis down, the requeue pass queues it.
-    events_signal(target.merchant_id)
-    return jsonify(received=True), 200
+    # The same answer every time, so built by hand: jsonify's serializer is a measurable share of a delivery.
+    return Response(RECEIVED if event_id is not None else DUPLICATE, mimetype="application/json")

@@ -15,7 +15,7 @@ import stripe
 from flask import current_app
 from sqlalchemy import bindparam, select
 
-from ..extensions import db
+from ..extensions import INTAKE_ENGINE, db
 from ..models import StripeAccount, WebhookEvent, insert_if_absent, utcnow
 
 
@@ -150,10 +150,10 @@ def _event_row(target: WebhookTarget, event: dict, payload: bytes) -> dict:
 
 @contextmanager
 def intake_connection() -> Iterator[sa.Connection]:
-    """A pooled Core connection for one delivery, in autocommit: the intake's one INSERT is atomic on its
-    own. On PostgreSQL that saves the BEGIN and COMMIT round trips; on SQLite the write lock is then held
-    only inside that one statement, never across a switch between Python threads, so concurrent deliveries
-    rarely find the database locked (a locked SQLite makes the waiter sleep, leaving the CPU idle)."""
-    with db.engine.connect() as connection:
-        connection.execution_options(isolation_level="AUTOCOMMIT")
+    """A pooled Core connection for one delivery, from the intake's engine, in autocommit: the intake's one
+    INSERT is atomic on its own. On PostgreSQL that saves the BEGIN and COMMIT round trips; on SQLite the
+    write lock is then held only inside that one statement, never across a switch between Python threads,
+    so concurrent deliveries rarely find the database locked (a locked SQLite makes the waiter sleep,
+    leaving the CPU idle)."""
+    with db.engines[INTAKE_ENGINE].connect() as connection:
         yield connection
