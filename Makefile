@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test bench install clean
+.PHONY: run demo test screenshots bench install clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed (found %s)" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -23,6 +23,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The README's pictures of the main screens (docs/screenshots/), taken by the browser test that visits every screen.
+screenshots: $(STAMP)
+	README_SCREENSHOTS=1 $(PY) -m pytest tests/browser/test_screens_browser.py -q
 
 bench: $(STAMP)
 	$(PY) bench/history_bench.py

@@ -131,3 +131,31 @@ def test_a_401_from_e_conomic_is_stored_with_its_words_once():
     failure = economic_failure(error, "document")
     assert failure.message == f"e-conomic refused document: e-conomic answered 401: {text} [logId abc]"
     assert error_advice(failure.message).sentence == "Your e-conomic tokens were refused"
+
+
+def refused_customer_number(number: int) -> str:
+    """What a run keeps when e-conomic refuses a draft invoice for a customer number it does not have."""
+    error = error_from_response(response(400, {
+        "message": "Validation failed. 1 error found.", "developerHint": "Inspect validation errors and correct your request.",
+        "errorCode": "E04300", "logId": "c1",
+        "errors": {"customer": {"errors": [{"propertyName": "customer", "errorMessage": f"Customer '{number}' not found.",
+                                            "errorCode": "E06000", "inputValue": number}]}}}))
+    return economic_failure(error, "document").message
+
+
+@pytest.mark.parametrize("text", ["Customer 1001 does not exist", refused_customer_number(1001)])
+def test_a_customer_number_e_conomic_does_not_have_says_what_helps_and_links_to_customer_sync(text):
+    advice = error_advice(text)
+    # Sync again alone reuses the number the portal remembered for the Stripe customer, so it says what helps.
+    assert advice.sentence == ("e-conomic no longer has customer 1001, which the portal remembered for this Stripe "
+                               "customer: create it again in e-conomic, or put the right customer number in the Stripe "
+                               "customer's metadata, then press Sync again")
+    assert (advice.action, advice.endpoint, advice.anchor) == (
+        "see the metadata key under Customer sync", "settings.customer_product", "customer-sync")
+    assert advice.technical and "1001" in advice.technical
+
+
+def test_a_journal_entry_refused_for_its_customer_is_not_mistaken_for_the_documents_customer():
+    advice = error_advice("e-conomic refused the payment's voucher: e-conomic answered 400: Validation failed. "
+                          "(entries.customerPayments[0].customer: Customer '1001' not found.)")
+    assert "remembered" not in advice.sentence

@@ -112,3 +112,56 @@ def test_an_ignored_event_says_not_synced_and_what_the_button_does(app, signed_i
     assert "Not synced: The rule creates documents when the invoice is Sent; this event says it was Paid." in words
     assert "queued:" not in words
     assert "Sync this invoice now Sync it now under your current rule" in words
+
+
+def steps_table(page: str) -> str:
+    """The first run's steps table, as words."""
+    return page_text(page.split('class="timeline steps"')[1].split("</table>")[0])
+
+
+def test_an_attempt_that_failed_before_any_step_says_so_not_that_no_step_ran(app, signed_in, account):
+    with app.app_context():
+        add_run(account.merchant_id, "in_before_steps", status="failed", attempts=2, finished_at=BASE,
+                last_error="e-conomic is not connected (Connections), so the document cannot be made.")
+        db.session.commit()
+    words = steps_table(signed_in.get("/history/invoices/in_before_steps").get_data(as_text=True))
+    assert "Attempt 2 failed before any step: e-conomic is not connected failed" in words
+    assert "No step has run yet" not in words
+
+
+def test_a_retrying_run_says_its_attempt_failed_and_when_the_next_one_starts(app, signed_in, account):
+    with app.app_context():
+        add_run(account.merchant_id, "in_retrying", status="retrying", attempts=1, will_retry=True, finished_at=BASE,
+                next_retry_at=datetime(2026, 11, 20, 12, 5, tzinfo=timezone.utc),
+                last_error="customer: e-conomic at https://restapi.e-conomic.com did not answer in time.")
+        db.session.commit()
+    page = signed_in.get("/history/invoices/in_retrying").get_data(as_text=True)
+    words = steps_table(page)
+    assert "Attempt 1 failed before any step: e-conomic did not answer; it is retried automatically failed" in words
+    assert "Waiting for its next attempt at " in words and "No step has run yet" not in words
+    waiting = page.split("Waiting for its next attempt at ")[1].split("</td>")[0]
+    assert 'datetime="2026-11-20T13:05:00+01:00"' in waiting  # the merchant's zone (Europe/Copenhagen by default)
+
+
+def test_a_later_attempt_without_steps_is_listed_under_its_own_heading(app, signed_in, account):
+    with app.app_context():
+        run = add_run(account.merchant_id, "in_second_attempt", status="failed", attempts=2, finished_at=BASE,
+                      last_error="Stripe: Invalid API Key provided: sk_test_****1234")
+        step(run, "fetch", "found", "NB-0042", {"lines": 1})
+        step(run, "customer", "failed", error="e-conomic answered 503: Service unavailable.")
+        db.session.commit()
+    words = steps_table(signed_in.get("/history/invoices/in_second_attempt").get_data(as_text=True))
+    assert words.index("Attempt 1") < words.index("Read invoice NB-0042") < words.index(
+        "Attempt 2 failed before any step: Stripe refused the account's key failed")
+
+
+def test_a_run_not_started_yet_says_it_is_queued(app, signed_in, account):
+    with app.app_context():
+        add_run(account.merchant_id, "in_queued_words", status="queued", attempts=0)
+        run = add_run(account.merchant_id, "in_queued_again", status="queued", attempts=1)
+        step(run, "fetch", "found", "NB-0042", {"lines": 1})
+        db.session.commit()
+    first = steps_table(signed_in.get("/history/invoices/in_queued_words").get_data(as_text=True))
+    assert "Queued: it starts as soon as the worker picks it up queued" in first
+    again = steps_table(signed_in.get("/history/invoices/in_queued_again").get_data(as_text=True))
+    assert "Queued for attempt 2: it starts as soon as the worker picks it up" in again

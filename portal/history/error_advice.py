@@ -19,6 +19,8 @@ SETTING_NOT_SET = re.compile(r"^(?P<setting>.+?) is not set \(Customer & product
 TRANSIENT_ECONOMIC = ("did not answer in time", "Could not reach e-conomic", "answered with something that is not JSON")
 STRIPE_KEY_REFUSED = ("Invalid API Key", "Expired API Key", "API key provided", "No secret key is saved for the Stripe account")
 STRIPE_PERMISSION = ("does not have the required permissions", "restricted key", "permission")
+# e-conomic refusing a document's customer number: "Customer 1001 does not exist", "Customer '1001' not found."
+CUSTOMER_MISSING = re.compile(r"\bCustomer '?(?P<number>\d+)'? (?:does not exist|not found)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,10 @@ def error_advice(text: str | None, *, stripe_account_id: int | None = None, retr
     if "was not found in e-conomic" in exact and "Product Sync" in exact:
         return advice(_plain(exact.split(", and Product Sync")[0]) + ", and Product Sync skips such invoices",
                       "change Product sync", "settings.customer_product", "product-sync")
+    missing = CUSTOMER_MISSING.search(exact)
+    if missing and "voucher" not in exact:
+        return advice(_customer_missing(missing.group("number")), "see the metadata key under Customer sync",
+                      "settings.customer_product", "customer-sync")
     if status == 404 and ("refused customer" in exact or "/customers" in exact):
         return advice("e-conomic could not find the customer", "check Customer sync", "settings.customer_product",
                       "customer-sync")
@@ -128,6 +134,14 @@ def error_advice(text: str | None, *, stripe_account_id: int | None = None, retr
 
     # Anything else is already said in words: show it as it is.
     return Advice(_plain(exact), technical=exact if log_id else None, log_id=log_id)
+
+
+def _customer_missing(number: str) -> str:
+    """e-conomic lacks the customer number the portal remembered for the Stripe customer (found or made by an
+    earlier sync). Sync again alone does not help: it uses the remembered number again, so say what does."""
+    return (f"e-conomic no longer has customer {number}, which the portal remembered for this Stripe customer: "
+            "create it again in e-conomic, or put the right customer number in the Stripe customer's metadata, "
+            "then press Sync again")
 
 
 def _plain(text: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 from ..extensions import db
 from ..models import AuditRow, StripeAccount, SyncRun, WebhookEvent
@@ -237,6 +238,62 @@ def audit_by_attempt(rows: list[AuditRow]) -> list[tuple[int, list[AuditRow]]]:
     return groups
 
 
+@dataclass(frozen=True)
+class UnrecordedLine:
+    """A line of the steps table that no step recorded: what the latest attempt did before its first step,
+    or what comes next. `at` (optional) ends the sentence ("… at today 13:05"); `moment` is the When column."""
+
+    moment: datetime | None
+    sentence: str
+    result: str
+    at: datetime | None = None
+
+
+STOPPED_BEFORE = {"waiting": "waiting", "held": "held for review", "skipped": "skipped"}
+
+
+def _why(run: SyncRun) -> str:
+    """The run's reason in one sentence, in the merchant's words (as the error box at the top says it)."""
+    if run.status == "waiting":
+        return (run.waiting_for or "").rstrip(".")
+    if run.status == "held":
+        return (run.held_reason or "").rstrip(".")
+    advice = run_advice(run)
+    return advice.sentence if advice else ""
+
+
+def _before_first_step(run: SyncRun) -> UnrecordedLine | None:
+    """The latest attempt, when it recorded no step: under way, or stopped before its first step."""
+    attempt = f"Attempt {run.attempts}" if run.attempts else "The sync"
+    ended = run.finished_at or run.updated_at
+    if run.status == "running":
+        return UnrecordedLine(run.started_at, f"{attempt} has started; its first step is under way", "running")
+    if run.status in ("failed", "retrying", *STOPPED_BEFORE):
+        why = _why(run)
+        verb = "failed" if run.status in ("failed", "retrying") else "stopped"
+        return UnrecordedLine(ended, f"{attempt} {verb} before any step{f': {why}' if why else ''}",
+                              STOPPED_BEFORE.get(run.status, "failed"))
+    if run.attempts:
+        return UnrecordedLine(ended, f"{attempt} recorded no step", outcome_words(run.status))
+    return None
+
+
+def unrecorded_lines(run: SyncRun, rows: list[AuditRow]) -> list[UnrecordedLine]:
+    """What the steps table says beyond the recorded steps: a run not started yet, an attempt that stopped
+    before its first step ("Attempt 2 failed before any step: …") or is under way, and a retry to come."""
+    lines: list[UnrecordedLine] = []
+    if run.status == "queued":
+        queued = f"Queued for attempt {run.attempts + 1}" if run.attempts else "Queued"
+        lines.append(UnrecordedLine(run.updated_at, f"{queued}: it starts as soon as the worker picks it up", "queued"))
+    elif not any(row.attempt == run.attempts for row in rows):
+        line = _before_first_step(run)
+        lines.extend([line] if line else [])
+    if run.status == "retrying":
+        lines.append(UnrecordedLine(run.finished_at or run.updated_at, "Waiting for its next attempt", "waiting",
+                                    at=run.next_retry_at))
+    return lines
+
+
 def raw_summary(row: AuditRow) -> str:
     """The summary as recorded, indented, for the support disclosure."""
     summary = _summary(row)
@@ -256,5 +313,5 @@ def template_helpers() -> dict:
     """The invoice page's words, for the history blueprint's templates."""
     return {"step_sentence": step_sentence, "outcome_words": outcome_words, "took": took, "values_sent": values_sent,
             "step_advice": step_advice, "run_advice": run_advice, "event_outcome": event_outcome,
-            "audit_by_attempt": audit_by_attempt, "raw_summary": raw_summary, "economic_document": economic_document,
+            "audit_by_attempt": audit_by_attempt, "unrecorded_lines": unrecorded_lines, "raw_summary": raw_summary, "economic_document": economic_document,
             "stripe_invoice_url": stripe_invoice_url, "invoice_livemode": invoice_livemode}

@@ -12,6 +12,14 @@ import pytest
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+# The README's pictures (`make screenshots`): small JPEGs of the main screens, committed; never written by CI.
+README_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+README_VIEWPORT = {"width": 1400, "height": 900}
+
+
+def readme_screenshots_wanted() -> bool:
+    """README_SCREENSHOTS=1 (as `make screenshots` sets it) and not in CI, which must never rewrite docs/."""
+    return os.environ.get("README_SCREENSHOTS") == "1" and not os.environ.get("CI")
 
 
 def _browser_missing_reason() -> str | None:
@@ -30,6 +38,8 @@ def browser():
     if reason:
         if os.environ.get("CI"):
             pytest.fail(f"browser tests must run in CI, but: {reason}")
+        if readme_screenshots_wanted():
+            pytest.fail(f"README_SCREENSHOTS=1 needs the browser, but: {reason}")
         pytest.skip(reason)
     from playwright.sync_api import sync_playwright
 
@@ -67,4 +77,24 @@ def screenshots(request):
         return path
 
     shoot.folder = folder
+    return shoot
+
+
+@pytest.fixture
+def readme_screenshot():
+    """`shoot(page, "history")` saves docs/screenshots/history.jpg for the README when README_SCREENSHOTS=1: the
+    top 900 px of the page at 1400 px wide, device scale 1, as a JPEG of quality 70 (about 100 KB). Otherwise
+    it does nothing, so the tests that call it run as ever."""
+
+    def shoot(page, name: str) -> Path | None:
+        if not readme_screenshots_wanted():
+            return None
+        assert page.viewport_size == README_VIEWPORT, f"README screenshots are taken at {README_VIEWPORT}"
+        assert page.evaluate("window.devicePixelRatio") == 1, "README screenshots are taken at device scale 1"
+        README_SHOTS.mkdir(parents=True, exist_ok=True)
+        path = README_SHOTS / f"{name}.jpg"
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(path), type="jpeg", quality=70, clip={"x": 0, "y": 0, **README_VIEWPORT})
+        return path
+
     return shoot

@@ -22,13 +22,23 @@ def no_sideways_scroll(page) -> bool:
 
 
 def filter_bar_rows(page) -> int:
-    """How many rows the history's filter bar takes (its visible controls' distinct vertical centres)."""
+    """How many rows the history's filter bar and its actions (Download CSV, Sync past invoices, Payouts) take:
+    the distinct vertical centres of their visible controls, not counting the title's row (where the actions
+    may sit, beside the title)."""
     return page.evaluate("""() => {
-        const controls = [...document.querySelectorAll('form.filters[role=search] > *')].filter(el => el.offsetParent !== null);
+        const controls = [...document.querySelectorAll('form.filters[role=search] > *, .history-actions > *')]
+            .filter(el => el.offsetParent !== null);
+        const title = document.querySelector('main h1').getBoundingClientRect();
         const tops = [];
         for (const el of controls) {
-            const box = el.getBoundingClientRect();
-            if (!tops.some(top => Math.abs(top - (box.top + box.height / 2)) < box.height / 2)) tops.push(box.top + box.height / 2);
+            const box = el.getBoundingClientRect(), middle = box.top + box.height / 2;
+            if (middle > title.top && middle < title.bottom) continue;
+            if (!tops.some(top => Math.abs(top - middle) < box.height / 2)) tops.push(middle);
         }
         return tops.length;
     }""")
+
+
+def history_actions(page) -> list[str]:
+    """The history's actions beside its title or filter bar, as their visible words."""
+    return [text.strip() for text in page.locator(".history-actions > *:visible").all_inner_texts()]

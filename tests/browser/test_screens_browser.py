@@ -1,6 +1,7 @@
 """Every screen, at a desktop's 1400 px and a phone's 390 px, against `make demo` (Stripe and e-conomic are the
 local doubles, so every screen has content): the navigation on one row at 1400 px, no sideways page scroll at
-390 px, the history's filter bar on one row, and axe-core finding no serious or critical WCAG 2 A/AA violation.
+390 px, the history's filter bar on one row with its actions (Download CSV, Sync past invoices, Payouts) beside
+it or beside the title, and axe-core finding no serious or critical WCAG 2 A/AA violation.
 
 axe-core is vendored for these tests only (tests/browser/vendor). The portal's CSP allows scripts from its own
 origin only, so the test serves axe.min.js at a path of the portal's origin (page.route) and adds it by URL."""
@@ -19,13 +20,16 @@ from launch.demo import DEMO_EMAIL, DEMO_PASSWORD
 from portal.models import Merchant, StripeAccount, SyncRun
 
 from ..live import running_portal
-from .helpers import filter_bar_rows, sign_in
+from .helpers import filter_bar_rows, history_actions, sign_in
 
 pytestmark = pytest.mark.browser
 
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 AXE_PATH = "/__tests__/axe.min.js"  # answered by the test (page.route), never by the portal
 WIDE, DESKTOP_MIN, NARROW = {"width": 1400, "height": 900}, {"width": 1024, "height": 768}, {"width": 390, "height": 844}
+HISTORY_ACTIONS = ["Download CSV", "Sync past invoices", "Payouts"]  # an admin's (the demo's login is the owner)
+# The screens the README shows (`make screenshots` writes them to docs/screenshots/, see readme_screenshot).
+README_SCREENS = ("home", "connections", "rules", "mappings", "history", "invoice", "payouts")
 FAILED_INVOICE = "in_1ScreensFailedRun"
 FAILED_ERROR = "e-conomic answered 400: Customer 5099 does not exist. Check Customer & product settings, then press Sync again."
 
@@ -121,7 +125,8 @@ def make_content(page, base_url: str, database_path: Path) -> dict[str, str]:
     return {"synced": synced_url, "held": held_url, "failed": f"/history/invoices/{FAILED_INVOICE}"}
 
 
-def test_every_screen_fits_a_desktop_and_a_phone_and_axe_finds_nothing_serious(demo, browser, screenshots):
+def test_every_screen_fits_a_desktop_and_a_phone_and_axe_finds_nothing_serious(demo, browser, screenshots,
+                                                                                readme_screenshot):
     portal, tmp_path = demo
     base = portal.base_url
     context = browser.new_context(viewport=WIDE)
@@ -157,6 +162,8 @@ def test_every_screen_fits_a_desktop_and_a_phone_and_axe_finds_nothing_serious(d
             for name, path in screens:
                 page.goto(base + path)
                 check(page, base, f"{name} {size['width']}", size, problems, screenshots)
+                if size is WIDE and name in README_SCREENS:
+                    readme_screenshot(page, name)
             # A form's error state: the account page with a wrong current password.
             page.goto(base + "/account")
             page.fill("#current_password", "not the password")
@@ -178,7 +185,9 @@ def test_every_screen_fits_a_desktop_and_a_phone_and_axe_finds_nothing_serious(d
             if nav_rows(page):
                 problems.append(f"{path} at 1024 px: navigation wraps: {nav_rows(page)}")
             if filter_bar_rows(page) != 1:
-                problems.append(f"{path} at 1024 px: the filter bar takes {filter_bar_rows(page)} rows")
+                problems.append(f"{path} at 1024 px: the filter bar and its actions take {filter_bar_rows(page)} rows")
+            if history_actions(page) != HISTORY_ACTIONS:
+                problems.append(f"{path} at 1024 px: the history's actions are {history_actions(page)}")
         screenshots(page, "history-1024", full_page=False)
     finally:
         context.close()
@@ -192,8 +201,11 @@ def check(page, base: str, name: str, size: dict, problems: list[str], shoot) ->
         wrapped = nav_rows(page)
         if wrapped:
             problems.append(f"{name}: navigation not on one row: {wrapped}")
-        if page.locator("form.filters[role=search]").count() and filter_bar_rows(page) != 1:
-            problems.append(f"{name}: the filter bar takes {filter_bar_rows(page)} rows")
+        if page.locator("form.filters[role=search]").count():
+            if filter_bar_rows(page) != 1:
+                problems.append(f"{name}: the filter bar and its actions take {filter_bar_rows(page)} rows")
+            if history_actions(page) != HISTORY_ACTIONS:
+                problems.append(f"{name}: the history's actions are {history_actions(page)}")
     if size is NARROW:
         overflow = page_overflow(page)
         if overflow:
