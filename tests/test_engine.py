@@ -147,6 +147,16 @@ def known_links():
     return MemoryLinks(customers={"cus_zWcPDxNG0RaLgg": 5001}, products={"prod_38AibNyyurlGFb": "P1", "prod_U2EqkNk6sEr6f4": "P2"})
 
 
+KNOWN_CHECKED_ON_RETRY = [("GET", "/customers/5001"), ("GET", "/products/P1"), ("GET", "/products/P2")]
+
+
+def mock_known_links_exist():
+    """e-conomic still has what `known_links` remembers (a retry checks before it trusts)."""
+    responses.get(f"{ECONOMIC}/customers/5001", json={"customerNumber": 5001})
+    for number in ("P1", "P2"):
+        responses.get(f"{ECONOMIC}/products/{number}", json={"productNumber": number})
+
+
 @responses.activate
 def test_a_repeat_customer_with_known_products_costs_one_call_for_a_draft(invoice):
     mock_stripe(invoice)
@@ -306,6 +316,7 @@ def test_every_create_failing_once_still_ends_with_exactly_one_document(invoice,
     responses.add_callback(responses.POST, f"{ECONOMIC}/invoices/drafts", callback=create)
     responses.add_callback(responses.GET, f"{ECONOMIC}/invoices/drafts", callback=listing)
     responses.get(f"{ECONOMIC}/invoices/drafts/101", json=draft_answer({}))
+    mock_known_links_exist()
 
     engine, recorder = make_engine(links=known_links())
     first = state()
@@ -327,9 +338,10 @@ def test_a_booked_invoice_whose_draft_exists_resumes_at_booking(invoice):
     responses.get(f"{ECONOMIC}/invoices/booked", json={"collection": []})  # not booked yet
     responses.get(f"{ECONOMIC}/invoices/drafts/202", json=draft_answer({}, number=202))
     responses.post(f"{ECONOMIC}/invoices/booked", json={"bookedInvoiceNumber": 9002, "netAmount": 8620.0, "vatAmount": 2155.0, "grossAmount": 10775.0})
+    mock_known_links_exist()
     engine, recorder = make_engine(settings(document_type="booked_invoice"), links=known_links())
     outcome = engine.run(state(attempt=2, economic_draft_number=202, document_create_started=True))
-    assert economic_calls() == [("GET", "/invoices/booked"), ("GET", "/invoices/drafts/202"), ("POST", "/invoices/booked")]
+    assert economic_calls() == [*KNOWN_CHECKED_ON_RETRY, ("GET", "/invoices/booked"), ("GET", "/invoices/drafts/202"), ("POST", "/invoices/booked")]
     assert outcome.document_number == 9002
 
 
@@ -338,10 +350,11 @@ def test_a_booked_invoice_found_booked_on_retry_is_not_booked_again(invoice):
     mock_stripe(invoice)
     responses.get(f"{ECONOMIC}/invoices/booked", json={"collection": [{"bookedInvoiceNumber": 9003, "netAmount": 8620.0, "vatAmount": 2155.0, "grossAmount": 10775.0}]},
                   match=[matchers.query_param_matcher({"filter": "references.other$eq:KYSTLYS1-0007", "pagesize": "100"})])
+    mock_known_links_exist()
     engine, _ = make_engine(settings(document_type="booked_invoice"), links=known_links())
     outcome = engine.run(state(attempt=2, document_create_started=True))
     assert outcome.document_number == 9003
-    assert [m for m, _ in economic_calls()] == ["GET"]
+    assert economic_calls() == [*KNOWN_CHECKED_ON_RETRY, ("GET", "/invoices/booked")]
 
 
 @responses.activate
@@ -390,7 +403,33 @@ def test_a_reverse_charge_eu_business_gets_the_eu_zone_and_its_vat_number(invoic
 def test_a_booking_whose_answer_was_lost_is_found_booked_not_booked_twice(invoice):
     mock_stripe(invoice)
     responses.get(f"{ECONOMIC}/invoices/booked", json={"collection": [{"bookedInvoiceNumber": 9004, "netAmount": 8620.0, "vatAmount": 2155.0, "grossAmount": 10775.0}]})
+    mock_known_links_exist()
     engine, recorder = make_engine(settings(document_type="booked_invoice"), links=known_links())
     outcome = engine.run(state(attempt=2, economic_draft_number=202, document_create_started=True))
     assert outcome.document_number == 9004
-    assert economic_calls() == [("GET", "/invoices/booked")]  # the draft is gone: it was booked
+    assert economic_calls() == [*KNOWN_CHECKED_ON_RETRY, ("GET", "/invoices/booked")]  # the draft is gone: it was booked
+
+
+@responses.activate
+def test_a_retry_does_not_trust_a_remembered_customer_or_product_that_e_conomic_no_longer_has(invoice):
+    """Customer 5001 and product P1 were deleted in e-conomic after an earlier sync remembered them: the first
+    attempt's draft was refused ("Customer 5001 does not exist"); Sync again finds the customer by e-mail and
+    makes the product again, and the links point at what e-conomic has now."""
+    mock_stripe(invoice)
+    responses.get(f"{ECONOMIC}/customers/5001", status=404, json={"message": "Customer '5001' not found.", "httpStatusCode": 404})
+    responses.get(f"{ECONOMIC}/customers", json={"collection": [{"customerNumber": 6002, "email": "bogholderi@kystlys.dk"}]})
+    responses.get(f"{ECONOMIC}/products/P1", status=404, json={"message": "Product 'P1' not found.", "httpStatusCode": 404})
+    responses.get(f"{ECONOMIC}/products/P2", json={"productNumber": "P2"})
+    responses.get(f"{ECONOMIC}/products/prod_38AibNyyurlGFb", status=404, json={"message": "not found", "httpStatusCode": 404})
+    responses.post(f"{ECONOMIC}/products", json={"productNumber": "prod_38AibNyyurlGFb"})
+    responses.get(f"{ECONOMIC}/invoices/drafts", json={"collection": []})
+    responses.post(f"{ECONOMIC}/invoices/drafts", json=draft_answer({}))
+    links = known_links()
+    engine, recorder = make_engine(settings(match_customers_on="email"), links=links)
+    outcome = engine.run(state(attempt=2))
+    [draft] = sent_json("POST", "/invoices/drafts")
+    assert draft["customer"] == {"customerNumber": 6002}
+    assert sorted(line["product"]["productNumber"] for line in draft["lines"]) == ["P2", "prod_38AibNyyurlGFb"]
+    assert links.customers == {"cus_zWcPDxNG0RaLgg": 6002}
+    assert links.products == {"prod_38AibNyyurlGFb": "prod_38AibNyyurlGFb", "prod_U2EqkNk6sEr6f4": "P2"}
+    assert outcome.document_number == 101

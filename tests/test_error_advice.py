@@ -146,12 +146,11 @@ def refused_customer_number(number: int) -> str:
 @pytest.mark.parametrize("text", ["Customer 1001 does not exist", refused_customer_number(1001)])
 def test_a_customer_number_e_conomic_does_not_have_says_what_helps_and_links_to_customer_sync(text):
     advice = error_advice(text)
-    # Sync again alone reuses the number the portal remembered for the Stripe customer, so it says what helps.
+    # A retry checks a remembered customer number before it uses it (tests/test_engine.py), so Sync again helps.
     assert advice.sentence == ("e-conomic no longer has customer 1001, which the portal remembered for this Stripe "
-                               "customer: create it again in e-conomic, or put the right customer number in the Stripe "
-                               "customer's metadata, then press Sync again")
+                               "customer: press Sync again, and the next attempt finds the customer again, or creates it")
     assert (advice.action, advice.endpoint, advice.anchor) == (
-        "see the metadata key under Customer sync", "settings.customer_product", "customer-sync")
+        "see how customers are found under Customer sync", "settings.customer_product", "customer-sync")
     assert advice.technical and "1001" in advice.technical
 
 

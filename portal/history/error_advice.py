@@ -109,7 +109,7 @@ def error_advice(text: str | None, *, stripe_account_id: int | None = None, retr
                       "change Product sync", "settings.customer_product", "product-sync")
     missing = CUSTOMER_MISSING.search(exact)
     if missing and "voucher" not in exact:
-        return advice(_customer_missing(missing.group("number")), "see the metadata key under Customer sync",
+        return advice(_customer_missing(missing.group("number")), "see how customers are found under Customer sync",
                       "settings.customer_product", "customer-sync")
     if status == 404 and ("refused customer" in exact or "/customers" in exact):
         return advice("e-conomic could not find the customer", "check Customer sync", "settings.customer_product",
@@ -138,10 +138,9 @@ def error_advice(text: str | None, *, stripe_account_id: int | None = None, retr
 
 def _customer_missing(number: str) -> str:
     """e-conomic lacks the customer number the portal remembered for the Stripe customer (found or made by an
-    earlier sync). Sync again alone does not help: it uses the remembered number again, so say what does."""
+    earlier sync, deleted in e-conomic since). A new attempt checks a remembered number before it uses it."""
     return (f"e-conomic no longer has customer {number}, which the portal remembered for this Stripe customer: "
-            "create it again in e-conomic, or put the right customer number in the Stripe customer's metadata, "
-            "then press Sync again")
+            "press Sync again, and the next attempt finds the customer again, or creates it")
 
 
 def _plain(text: str) -> str:

@@ -470,9 +470,11 @@ class SyncEngine:
                                       f"metadata ({s.customer_number_metadata_key}).") from None
             return done(self._create_customer(state, invoice, number, vat), "created", "created with the number from Stripe")
 
-        if state.economic_customer_number and state.attempt > 1 and not self._economic_customer_exists(state.economic_customer_number):
-            state.economic_customer_number = None  # an earlier attempt's customer was deleted in e-conomic since
         known = state.economic_customer_number or (self.links.customer_number(stripe_customer_id) if stripe_customer_id else None)
+        if known and state.attempt > 1 and not self._economic_customer_exists(known):
+            # A retry trusts no stored number: this one was deleted in e-conomic since an earlier attempt or sync
+            # stored it (the document would be refused again). Found or made anew below; its link is replaced.
+            known = state.economic_customer_number = None
         if known:
             return done(known, "found", "remembered from an earlier sync")
 
@@ -628,8 +630,8 @@ class SyncEngine:
         """(e-conomic product number, how it was found, the Stripe product's name when it was read)."""
         s = self.settings
         known = self.links.product_number(product_id)
-        if known:
-            return known, "remembered", None
+        if known and (state.attempt == 1 or self._economic_product_exists(known)):
+            return known, "remembered", None  # on a retry only once e-conomic still has it (deleted since: found or made anew)
         product = self.stripe.v1.products.retrieve(product_id).to_dict()
         number: str | None = None
         if s.product_matching == "direct":
