@@ -579,7 +579,7 @@ def insert_if_absent(model, values: dict, unique: list[str], on: Session | sa.Co
     """
     executor = db.session if on is None else on
     table = model.__table__
-    dialect = db.engine.dialect.name
+    dialect = (on if isinstance(on, sa.Connection) else db.engine).dialect.name
     if dialect in ("postgresql", "sqlite"):
         return executor.execute(_insert_if_absent_statement(dialect, table, tuple(unique), where), values).scalar()
     try:  # pragma: no cover - other databases: the portable (slower) savepoint
