@@ -260,7 +260,7 @@ class SyncRule(db.Model):
     __tablename__ = "sync_rules"
 
     TRIGGERS = {"sent": "Sent", "paid": "Paid"}
-    DOCUMENT_TYPES = {"draft_invoice": "Draft Invoice", "booked_invoice": "Booked Invoice", "draft_order": "Draft Order"}
+    DOCUMENT_TYPES = {"draft_invoice": "Draft invoice", "booked_invoice": "Booked invoice", "draft_order": "Draft order"}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"), unique=True)

@@ -29,7 +29,7 @@ def test_send_a_test_invoice_and_see_it_synced(tmp_path):
         page = wait_for(synced, timeout=60, what="the demo invoice to sync")
         detail_url = re.search(r'href="(/history/invoices/in_[^"]+)"', page).group(1)
         detail = session.get(portal.base_url + detail_url).text
-        assert "Booked Invoice" in detail and "document-number" in detail
+        assert "Booked invoice" in detail and "document-number" in detail
 
 
 def test_an_exempt_customers_invoice_is_held_until_its_vat_is_mapped(tmp_path):

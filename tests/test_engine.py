@@ -262,7 +262,7 @@ def test_skip_invoice_generation_when_a_product_is_missing(invoice):
 def test_a_missing_setting_fails_at_once_naming_it(invoice):
     mock_stripe(invoice)
     engine, _ = make_engine(settings(layout_number=None), links=known_links())
-    with pytest.raises(SettingMissing, match="Invoice Layout is not set") as failure:
+    with pytest.raises(SettingMissing, match="Invoice layout is not set") as failure:
         engine.run(state())
     assert failure.value.anchor == "layout" and not failure.value.transient
 

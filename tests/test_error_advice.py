@@ -63,8 +63,8 @@ def test_a_stripe_key_without_a_permission_says_so():
 
 
 def test_a_missing_setting_links_to_its_anchor():
-    advice = error_advice("Payment Terms is not set (Customer & product settings). [setting:payment-terms]")
-    assert advice.sentence == "Payment Terms is not set yet"
+    advice = error_advice("Payment terms is not set (Customer & product settings). [setting:payment-terms]")
+    assert advice.sentence == "Payment terms is not set yet"
     assert (advice.endpoint, advice.anchor) == ("settings.customer_product", "payment-terms")
     assert "[setting:" not in (advice.technical or "")
 

@@ -49,7 +49,7 @@ def test_rows_show_what_a_merchant_needs(app, signed_in, account):
     assert "123.46 DKK" in page  # 12346 øre
     # What was made, linked to where e-conomic lists it; what a retrying run will make, not yet made.
     assert '<a href="https://secure.e-conomic.com/sales/invoicing/invoices" target="_blank"' in page
-    assert ">Draft Invoice 501</a>" in page and "Draft Invoice, not made yet" in page
+    assert ">Draft invoice 501</a>" in page and "Draft invoice, not made yet" in page
     # Status in words with its (decorative) icon; times in the merchant's zone (Copenhagen: UTC+1 in November).
     assert '<span aria-hidden="true">↻</span> Retrying' in page and '<span aria-hidden="true">✓</span> Succeeded' in page
     assert 'next try <time datetime="2026-11-20T14:00:00+01:00" title="2026-11-20 14:00:00 CET (Europe/Copenhagen)">' in page

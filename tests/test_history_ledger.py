@@ -200,7 +200,7 @@ def test_the_csv_speaks_words_has_offsets_includes_ignored_invoices_and_defuses_
         db.session.commit()
     rows = list(csv.DictReader(io.StringIO(signed_in.get("/history.csv").get_data(as_text=True))))
     booked = next(row for row in rows if row["economic_document_number"] == "20003")
-    assert (booked["document_type"], booked["trigger"], booked["status"]) == ("Booked Invoice", "Paid", "Succeeded")
+    assert (booked["document_type"], booked["trigger"], booked["status"]) == ("Booked invoice", "Paid", "Succeeded")
     assert booked["last_update"] == "2026-11-20T13:00:00+01:00"
     assert (booked["invoice_number"], booked["email"], booked["error"]) == ("'=1+1", "'@evil.test", "'-2+3 was refused")
     assert next(row for row in rows if row["invoice_number"] == "INV-00002")["amount"] == "-12.50"  # a number stays one

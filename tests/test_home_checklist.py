@@ -56,7 +56,7 @@ def test_a_new_merchant_sees_five_steps_none_done_connections_first(app, client,
     links = re.findall(r'<a href="([^"]*)">', checklist)
     assert links == ["/connections", "/connections", "/rules", "/customer-product-settings", "/history"]
     assert "No event received yet: create the webhook endpoint on the Connections page." in html
-    assert "Still to choose: Payment Terms, Customer Group, VAT Zone for domestic customers, Invoice Layout." in html
+    assert "Still to choose: Payment terms, Customer group, VAT zone for domestic customers, Invoice layout." in html
     assert "No invoice synced yet" in html
     assert len(no_http.calls) == 0
 
@@ -95,7 +95,7 @@ def test_each_step_turns_done_as_its_state_appears(app, client, account, no_http
     add(app, SyncSettings(merchant_id=merchant, payment_terms_number=1, customer_group_number=1))
     settings = steps_of(app, merchant)[3]
     assert not settings.done
-    assert settings.detail == "Still to choose: VAT Zone for domestic customers, Invoice Layout."
+    assert settings.detail == "Still to choose: VAT zone for domestic customers, Invoice layout."
     with app.app_context():
         row = db.session.scalar(db.select(SyncSettings).filter_by(merchant_id=merchant))
         row.vat_zone_domestic, row.layout_number = 1, 19

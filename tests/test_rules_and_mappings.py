@@ -30,7 +30,7 @@ def rule_of(app, merchant_id):
 
 def test_rules_page_uses_the_documented_words(signed_in):
     page = signed_in.get("/rules").get_data(as_text=True)
-    for words in ("Invoice Sync Rules", "Sent", "Paid", "Draft Invoice", "Booked Invoice", "Draft Order", 'value="Save"', "invoice.finalized"):
+    for words in ("Invoice Sync Rules", "Sent", "Paid", "Draft invoice", "Booked invoice", "Draft order", 'value="Save"', "invoice.finalized"):
         assert words in page, words
 
 

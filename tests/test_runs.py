@@ -181,7 +181,7 @@ def test_another_event_for_the_invoice_points_at_its_run(app, client, merchant):
     made, duplicate = events(app)
     assert (made.outcome, made.sync_run_id, made.ignored_reason) == ("queued", run.id, None)
     assert (duplicate.outcome, duplicate.sync_run_id) == ("duplicate", run.id)
-    assert duplicate.ignored_reason == "A sync of this invoice into a Draft Invoice exists already."
+    assert duplicate.ignored_reason == "A sync of this invoice into a draft invoice exists already."
 
 
 def test_events_for_one_invoice_decided_at_once_make_one_run_and_all_point_at_it(app, merchant):

@@ -109,7 +109,7 @@ class LedgerRow:
     total_minor: int | None
     currency: str | None
     stripe_account_id: int | None
-    what: str  # what is (or would be) made: "Booked Invoice", "Customer payment"
+    what: str  # what is (or would be) made: "Booked invoice", "Customer payment"
     created: str  # what was made, with its number: "Booked invoice 20003", "voucher 12"; "" if nothing yet
     document_url: str | None  # that document in e-conomic's web app
     note: str  # one line: why held/failed/skipped/not synced, when a retry comes

@@ -36,7 +36,7 @@ ENTRY_LABELS = {RunKind.PAYMENT: "Customer payment", RunKind.REFUND: "Refund", R
 
 
 def run_what(run: SyncRun) -> str:
-    """What the run makes in e-conomic, in words: "Booked Invoice", "Credit note (draft)", "Customer payment"."""
+    """What the run makes in e-conomic, in words: "Booked invoice", "Credit note (draft)", "Customer payment"."""
     kind = RunKind(run.kind)
     if kind is RunKind.CREDIT_NOTE:
         return f"Credit note ({'booked' if run.document_type == 'booked_invoice' else 'draft'})"

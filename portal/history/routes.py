@@ -237,7 +237,7 @@ CSV_COLUMNS = ("run_id", "stripe_invoice_id", "invoice_number", "customer", "ema
 @bp.route("/history.csv")
 @login_required
 def export_csv():
-    """The rows the filters select, in words (Booked Invoice, Paid, Succeeded), times in ISO 8601 with the
+    """The rows the filters select, in words (Booked invoice, Paid, Succeeded), times in ISO 8601 with the
     merchant's offset, invoices the rules did not sync included, and every cell safe to open in a spreadsheet."""
     f = HistoryFilter.from_args(request.args)
     merchant_id = current_user.merchant_id

@@ -88,18 +88,18 @@ def settings_missing(settings: SyncSettings | None) -> list[str]:
     """The customer & product settings a sync cannot do without that are still empty, in the page's words
     (the engine's `SettingMissing` names them the same)."""
     if settings is None:
-        return ["Payment Terms", "Customer Group", "VAT Zone for domestic customers", "Invoice Layout"]
+        return ["Payment terms", "Customer group", "VAT zone for domestic customers", "Invoice layout"]
     required = [
-        (settings.payment_terms_number, "Payment Terms"),
-        (settings.customer_group_number, "Customer Group"),
-        (settings.vat_zone_domestic, "VAT Zone for domestic customers"),
-        (settings.layout_number, "Invoice Layout"),
+        (settings.payment_terms_number, "Payment terms"),
+        (settings.customer_group_number, "Customer group"),
+        (settings.vat_zone_domestic, "VAT zone for domestic customers"),
+        (settings.layout_number, "Invoice layout"),
     ]
     if settings.currency_mode == "fixed":
         required.append((settings.fixed_currency, "Fixed currency"))
     if settings.match_customers_on == "custom":
-        required.append((settings.custom_match_stripe_key, "Custom Field: the Stripe metadata key"))
-        required.append((settings.custom_match_economic_field, "Custom Field: the e-conomic field"))
+        required.append((settings.custom_match_stripe_key, "Custom field: the Stripe metadata key"))
+        required.append((settings.custom_match_economic_field, "Custom field: the e-conomic field"))
     if settings.product_not_found == "default":
         required.append((settings.default_product_number, "Default product number"))
     return [name for value, name in required if value in (None, "")]

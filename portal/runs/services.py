@@ -116,7 +116,7 @@ def sync_run_trigger(merchant_id: int, stripe_account_id: int, stripe_invoice_id
                                         "run has made it (or press Sync again on it).")
     number = f" {run.document_number}" if run.document_number else ""
     if has == wanted:
-        reason = f"A sync of this invoice into a {SyncRule.DOCUMENT_TYPES[has]} exists already."
+        reason = f"A sync of this invoice into a {SyncRule.DOCUMENT_TYPES[has].lower()} exists already."
     elif has == "booked_invoice":
         reason = f"This invoice is booked in e-conomic already (booked invoice{number}); nothing more is made."
     elif has == "draft_order":
@@ -342,7 +342,7 @@ def event_sync_now(event: WebhookEvent, rule: SyncRule) -> SyncRun:
         raise RunActionRefused("This event names no invoice.")
     run, created = sync_run_create(event.merchant_id, event.stripe_account_id, event.stripe_invoice_id, rule)
     if not created:
-        raise RunActionRefused(f"This invoice has a {SyncRule.DOCUMENT_TYPES[run.document_type]} sync already; use Sync again on it.")
+        raise RunActionRefused(f"This invoice has a {SyncRule.DOCUMENT_TYPES[run.document_type].lower()} sync already; use Sync again on it.")
     try:
         sync_run_describe(run, (json.loads(event.payload or "{}").get("data") or {}).get("object") or {})
     except (ValueError, AttributeError):

@@ -192,12 +192,12 @@ FIELD_HINTS = {
     "lines": "the products and their groups (Customer & product settings › Product sync)",
     "customer": "the customer in e-conomic and Customer & product settings › Customer sync",
     "currency": "the currency setting and e-conomic's currency list",
-    "layout": "the Invoice Layout setting",
-    "paymentTerms": "the Payment Terms setting",
-    "dueDate": "the Payment Terms setting (due-date terms need a due date)",
+    "layout": "the Invoice layout setting",
+    "paymentTerms": "the Payment terms setting",
+    "dueDate": "the Payment terms setting (due-date terms need a due date)",
     "recipient": "the VAT mapping (the document's VAT zone) and the customer's address in Stripe",
     "vatZone": "the VAT mapping",
-    "customerGroup": "the Customer Group setting",
+    "customerGroup": "the Customer group setting",
     "productGroup": "the product group setting",
     "vatNumber": "the customer's tax id in Stripe",
     "corporateIdentificationNumber": "the customer's tax id in Stripe",
@@ -508,8 +508,8 @@ class SyncEngine:
     def _find_customer(self, invoice: dict, customer: dict) -> int | None:
         s = self.settings
         if s.match_customers_on == "custom":
-            key = _required(s.custom_match_stripe_key, "Custom Field: the Stripe metadata key", "customer-sync")
-            field_name = _required(s.custom_match_economic_field, "Custom Field: the e-conomic field", "customer-sync")
+            key = _required(s.custom_match_stripe_key, "Custom field: the Stripe metadata key", "customer-sync")
+            field_name = _required(s.custom_match_economic_field, "Custom field: the e-conomic field", "customer-sync")
             value = (customer.get("metadata") or {}).get(key)
         else:
             field_name, value = {
@@ -557,8 +557,8 @@ class SyncEngine:
             "country": country_name(address.get("country") or "")[:50],
             **self._tax_id_field(invoice),
             "currency": self._customer_currency(invoice),
-            "customerGroup": {"customerGroupNumber": _required(s.customer_group_number, "Customer Group", "customer-group")},
-            "paymentTerms": {"paymentTermsNumber": _required(s.payment_terms_number, "Payment Terms", "payment-terms")},
+            "customerGroup": {"customerGroupNumber": _required(s.customer_group_number, "Customer group", "customer-group")},
+            "paymentTerms": {"paymentTermsNumber": _required(s.payment_terms_number, "Payment terms", "payment-terms")},
             "vatZone": {"vatZoneNumber": vat.zone},
             "layout": {"layoutNumber": s.layout_number} if s.layout_number else None,
             **self._custom_match(invoice["customer"] if isinstance(invoice.get("customer"), dict) else {}),
@@ -713,8 +713,8 @@ class SyncEngine:
             "dueDate": day(invoice.get("due_date")) or issued,
             "currency": invoice["currency"].upper(),
             "customer": {"customerNumber": customer_number},
-            "layout": {"layoutNumber": _required(s.layout_number, "Invoice Layout", "layout")},
-            "paymentTerms": {"paymentTermsNumber": _required(s.payment_terms_number, "Payment Terms", "payment-terms")},
+            "layout": {"layoutNumber": _required(s.layout_number, "Invoice layout", "layout")},
+            "paymentTerms": {"paymentTermsNumber": _required(s.payment_terms_number, "Payment terms", "payment-terms")},
             "recipient": {
                 "name": (invoice.get("customer_name") or invoice.get("customer_email") or "Stripe customer")[:250],
                 "address": street[:250],

@@ -24,7 +24,7 @@ def test_send_a_paid_invoice_pay_out_and_read_the_payout(tmp_path, page, screens
         number = re.search(r"DEMO-\d{4}", page.locator(".flash-success").inner_text()).group(0)
         # The invoice is booked, then its payment entered against it: two rows, both succeeded.
         page.locator("#history-rows tr", has_text="Customer payment").locator(".status-succeeded").wait_for(timeout=30000)
-        invoice_row = page.locator("#history-rows tr", has_text="Booked Invoice")
+        invoice_row = page.locator("#history-rows tr", has_text="Booked invoice")
         assert number in invoice_row.inner_text() and "Succeeded" in invoice_row.inner_text()
 
         page.click("text=Payouts")

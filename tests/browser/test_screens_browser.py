@@ -108,7 +108,7 @@ def make_content(page, base_url: str, database_path: Path) -> dict[str, str]:
     page.goto(base_url + "/history")
     page.click("text=Send a test invoice (invoice.paid)")
     page.locator("#history-rows tr", has_text="Customer payment").locator(".status-succeeded").wait_for(timeout=60000)
-    synced = page.locator("#history-rows tr", has_text="Booked Invoice").locator("a[href*='/history/invoices/']").first
+    synced = page.locator("#history-rows tr", has_text="Booked invoice").locator("a[href*='/history/invoices/']").first
     synced_url = synced.get_attribute("href")
     page.goto(base_url + "/history")
     page.click("button:has-text('exempt from VAT')")
