@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import cProfile
 import functools
-import json
 import os
 import pstats
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+
+import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -61,15 +62,15 @@ class Steps:
         setattr(owner, name, timed)
 
 
-class JsonWithTimedLoads:
-    """The json module as portal.webhooks.services sees it, with loads timed."""
+class OrjsonWithTimedLoads:
+    """The orjson module as portal.webhooks.services sees it, with loads timed."""
 
     def __init__(self, steps: Steps) -> None:
-        self.loads = json.loads
-        steps.wrap(self, "loads", "      json.loads of the event")
+        self.loads = orjson.loads
+        steps.wrap(self, "loads", "      orjson.loads of the event")
 
     def __getattr__(self, name):
-        return getattr(json, name)
+        return getattr(orjson, name)
 
 
 class BackendCpu:
@@ -117,7 +118,7 @@ def instrument(app, steps: Steps) -> None:
     steps.wrap(portal.crypto.SecretBox, "decrypt", "      signing secret decrypted (Fernet)")
     steps.wrap(services, "event_verify", "      event_verify")
     steps.wrap(stripe.WebhookSignature, "verify_header", "      Stripe signature check (HMAC-SHA256)")
-    services.json = JsonWithTimedLoads(steps)
+    services.orjson = OrjsonWithTimedLoads(steps)
     steps.wrap(routes, "intake_connection", "    pooled connection checked out (intake_connection)")
     steps.wrap(routes, "event_store", "    event stored (event_store: INSERT … ON CONFLICT, commit)")
     steps.wrap(sqlalchemy.engine.Connection, "commit", "      commit")
