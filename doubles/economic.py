@@ -62,8 +62,6 @@ from __future__ import annotations
 
 import calendar
 import json
-import os
-import pickle
 import random
 import re
 import secrets
@@ -411,17 +409,6 @@ class ValidationErrors:
         return self.count > 0
 
 
-def _relink(value: Any, old: str, new: str) -> Any:
-    """`value` (dicts, lists, tuples, sets of plain values) with `old` replaced by `new` in every string."""
-    if isinstance(value, str):
-        return value.replace(old, new)
-    if isinstance(value, dict):
-        return {_relink(key, old, new): _relink(item, old, new) for key, item in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return type(value)(_relink(item, old, new) for item in value)
-    return value
-
-
 class FakeEconomic(ServedDouble):
     def __init__(self, app_secret_token: str = "app", agreement_grant_token: str = "grant", seed: int = 7,
                  agreement_country: str = "DK", base_currency: str = "DKK", app_public_token: str = "app-public",
@@ -458,7 +445,6 @@ class FakeEconomic(ServedDouble):
         self.ledger: list[dict] = []  # booked entries, one per account touched, amounts in base currency
         self.resources: dict[str, dict[Any, dict]] = {kind: {} for kind in RESOURCE_KEYS}
         self.sales_accounts: dict[int, dict[int, int]] = {}  # product group → VAT zone → sales account
-        self.kept_in: Path | None = None  # see keep_data_in
         self.serve(self.wsgi)
         self._seed()
 
@@ -651,43 +637,15 @@ class FakeEconomic(ServedDouble):
             response = self.grant_page(request)
         else:
             response = self.handle(request, environ)
-        if self.kept_in is not None and request.method not in ("GET", "HEAD", "OPTIONS"):
-            self.save()
+        self.saved_after(request.method)
         return response(environ, start_response)
 
-    # -- keeping the agreement's data between runs (make demo) ----------------------------------------
+    # -- keeping the agreement's data between runs (make demo): ServedDouble.keep_data_in --------------
 
     # What the agreement holds: what the API made or changed, and the chart it was seeded with. Not the
     # requests seen, the faults queued or the idempotency keys (e-conomic forgets those within the hour).
     KEPT = ("grant_tokens", "store", "numbers", "accounting_years", "journals", "journal_vouchers",
             "booked_vouchers", "ledger", "resources", "sales_accounts")
-    _URL_MARK = "\x00fake-economic-url\x00"  # the fake's address inside links; a new run has a new port
-
-    def keep_data_in(self, path: Path | str) -> bool:
-        """Load the agreement a previous run saved in `path`, and save it there after every change (each
-        request that is not a read), so stopping and starting the demo keeps e-conomic beside the portal's
-        own database. Answers whether there was data to load."""
-        self.kept_in = Path(path)
-        if not self.kept_in.exists():
-            self.save()
-            return False
-        with open(self.kept_in, "rb") as file:
-            kept = _relink(pickle.load(file), self._URL_MARK, self.url)  # our own file: trusted like the database
-        with self.lock:
-            for name in self.KEPT:
-                if name in kept:
-                    setattr(self, name, kept[name])
-        return True
-
-    def save(self) -> None:
-        """Write the agreement to the file given to keep_data_in, atomically (a new file, then renamed)."""
-        with self.lock:
-            kept = _relink({name: getattr(self, name) for name in self.KEPT}, self.url, self._URL_MARK)
-            data = pickle.dumps(kept, protocol=pickle.HIGHEST_PROTOCOL)
-            self.kept_in.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.kept_in.with_name(self.kept_in.name + ".partial")
-            partial.write_bytes(data)
-            os.replace(partial, self.kept_in)
 
     # -- the grant page (e-conomic's app-install flow) ---------------------------------------------------
 

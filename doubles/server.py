@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import pickle
 import threading
-from typing import Self
+from pathlib import Path
+from typing import Any, Self
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -41,12 +44,66 @@ class LocalServer:
         self.stop()
 
 
+def _relink(value: Any, old: str, new: str) -> Any:
+    """`value` (dicts, lists, tuples, sets of plain values) with `old` replaced by `new` in every string."""
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, dict):
+        return {_relink(key, old, new): _relink(item, old, new) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return type(value)(_relink(item, old, new) for item in value)
+    return value
+
+
 class ServedDouble:
-    """A fake remote API served on 127.0.0.1: `start()`/`stop()`, or use it as a context manager."""
+    """A fake remote API served on 127.0.0.1: `start()`/`stop()`, or use it as a context manager.
+
+    A double that names its data in KEPT (attributes) can keep it in a file between runs (`make demo`):
+    `keep_data_in(path)`, then `saved_after(request)` after each request that may have changed it."""
+
+    KEPT: tuple[str, ...] = ()
+    kept_in: Path | None = None
+    lock: threading.RLock
 
     def serve(self, app) -> None:
         self.server = LocalServer(app)
         self.url = self.server.url
+
+    @property
+    def _url_mark(self) -> str:
+        """Stands for the double's address inside the kept data: a new run has a new port."""
+        return f"\x00{type(self).__name__}-url\x00"
+
+    def keep_data_in(self, path: Path | str) -> bool:
+        """Load what a previous run saved in `path`, and save there after every change, so stopping and
+        starting the demo keeps the double's data beside the portal's own database. Answers whether there
+        was data to load."""
+        self.kept_in = Path(path)
+        if not self.kept_in.exists():
+            self.save()
+            return False
+        with open(self.kept_in, "rb") as file:
+            kept = _relink(pickle.load(file), self._url_mark, self.url)  # our own file: trusted like the database
+        with self.lock:
+            for name in self.KEPT:
+                if name in kept:
+                    setattr(self, name, kept[name])
+        return True
+
+    def save(self) -> None:
+        """Write the kept data to the file given to keep_data_in, atomically (a new file, then renamed)."""
+        with self.lock:
+            kept = _relink({name: getattr(self, name) for name in self.KEPT}, self.url, self._url_mark)
+            data = pickle.dumps(kept, protocol=pickle.HIGHEST_PROTOCOL)
+        self.kept_in.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.kept_in.with_name(self.kept_in.name + ".partial")
+        partial.write_bytes(data)
+        os.replace(partial, self.kept_in)
+
+    def saved_after(self, method: str) -> None:
+        """Save the kept data after a request that may have changed it (any but a read)."""
+        if self.kept_in is not None and method not in ("GET", "HEAD", "OPTIONS"):
+            self.save()
 
     def start(self) -> Self:
         self.server.start()

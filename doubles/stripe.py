@@ -128,6 +128,12 @@ _ALPHABET = string.ascii_letters + string.digits
 
 
 class FakeStripe(ServedDouble):
+    # What the account holds between runs (make demo, ServedDouble.keep_data_in): everything the API made or
+    # changed, and the account's identity. Not the requests seen.
+    KEPT = ("account", "restricted_keys", "invoices", "lines", "customers", "products", "tax_rates", "bank_account",
+            "invoice_payments", "payment_intents", "charges", "refunds", "credit_notes", "credit_note_lines",
+            "line_credit_modes", "balance_transactions", "payouts", "paid_out_in", "events", "webhook_endpoints")
+
     def __init__(self, api_key: str = "sk_test_fake", *, settlement_currency: str = "dkk",
                  fee_rules: dict[str, FeeRule] | None = None, exchange_rates: dict[str, Any] | None = None,
                  available_after_days: int = 7, payout_arrival_days: int = 2, account_name: str = "Demo Shop ApS",
@@ -818,7 +824,10 @@ class FakeStripe(ServedDouble):
     # -- HTTP -------------------------------------------------------------------------------------------
 
     def wsgi(self, environ, start_response):
-        return self.handle(Request(environ))(environ, start_response)
+        request = Request(environ)
+        response = self.handle(request)
+        self.saved_after(request.method)
+        return response(environ, start_response)
 
     @staticmethod
     def _json(value, status: int = 200) -> Response:

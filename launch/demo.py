@@ -24,6 +24,7 @@ DEMO_WEBHOOK_SECRET = "whsec_demo_signing_secret"
 DEMO_ECONOMIC_APP_PUBLIC_TOKEN = "demo-app-public-token"
 DEMO_ECONOMIC_APP_SECRET_TOKEN = "app"
 ECONOMIC_DATA_FILE = "fake-economic.pickle"  # in the demo's instance folder, beside the portal's database
+STRIPE_DATA_FILE = "fake-stripe.pickle"
 
 
 def set_up_demo_merchant(app) -> None:
@@ -67,11 +68,13 @@ def main() -> int:
     stripe_fake = FakeStripe(available_after_days=0).start()  # the demo pays out at once, not after 7 days
     economic_fake = FakeEconomic(app_secret_token=DEMO_ECONOMIC_APP_SECRET_TOKEN,
                                  app_public_token=DEMO_ECONOMIC_APP_PUBLIC_TOKEN, app_name="Invoice Sync (demo)").start()
-    # The fake e-conomic keeps its customers, products, invoices and journals beside the portal's database,
-    # so a second `make demo` finds the customers and products the portal remembers.
-    if economic_fake.keep_data_in(Path(instance_path) / ECONOMIC_DATA_FILE):
-        print(f"Demo e-conomic: the data of the previous run, from {Path(instance_path) / ECONOMIC_DATA_FILE} "
-              "(delete that folder to start afresh)")
+    # The doubles keep their data beside the portal's database, so a second `make demo` finds the customers
+    # and products the portal remembers in e-conomic, and the invoices, payments and payouts its history names
+    # in Stripe (Sync again, Pay out and the links work as before the restart).
+    for name, double, data_file in (("Stripe", stripe_fake, STRIPE_DATA_FILE), ("e-conomic", economic_fake, ECONOMIC_DATA_FILE)):
+        if double.keep_data_in(Path(instance_path) / data_file):
+            print(f"Demo {name}: the data of the previous run, from {Path(instance_path) / data_file} "
+                  "(delete that folder to start afresh)")
     economic_fake.add_product("MISC", "Miscellaneous")
     economic_fake.add_product("DISCOUNT", "Discount")
     economic_fake.add_product("SHIP", "Shipping")

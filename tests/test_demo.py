@@ -52,14 +52,16 @@ def test_an_exempt_customers_invoice_is_held_until_its_vat_is_mapped(tmp_path):
 
 def test_a_second_make_demo_carries_on_where_the_first_left_off(tmp_path):
     """The portal remembers which e-conomic customer and products a Stripe customer and products are; the fake
-    e-conomic keeps them too (instance/demo/fake-economic.pickle), so the second run's invoice syncs."""
+    e-conomic keeps them too (instance/demo/fake-economic.pickle), so the second run's invoice syncs. The fake
+    Stripe keeps its invoices (fake-stripe.pickle): the second run's invoice is DEMO-0002, not a second DEMO-0001."""
 
     def send_and_sync(portal, synced_before: int) -> None:
         session = requests.Session()
         token = csrf_token_from(session.get(portal.base_url + "/login").text)
         session.post(portal.base_url + "/login", data={"email": DEMO_EMAIL, "password": DEMO_PASSWORD, "csrf_token": token})
         history = session.get(portal.base_url + "/history").text
-        session.post(portal.base_url + "/demo/send-invoice", data={"csrf_token": csrf_token_from(history), "event": "invoice.paid"})
+        answer = session.post(portal.base_url + "/demo/send-invoice", data={"csrf_token": csrf_token_from(history), "event": "invoice.paid"})
+        assert f"Stripe sent invoice.paid for invoice DEMO-{synced_before + 1:04d}" in answer.text
 
         def invoices(status: str) -> set[str]:
             page = session.get(portal.base_url + f"/history?status={status}").text
@@ -76,4 +78,5 @@ def test_a_second_make_demo_carries_on_where_the_first_left_off(tmp_path):
         send_and_sync(portal, 0)
     with running_portal(tmp_path, module="launch.demo") as portal:
         assert "Demo e-conomic: the data of the previous run" in portal.log()
+        assert "Demo Stripe: the data of the previous run" in portal.log()
         send_and_sync(portal, 1)
