@@ -24,12 +24,11 @@ def amount(total_minor: int | None, currency: str | None) -> str:
 
 
 def when(moment: datetime | None) -> str:
-    """A moment as plain text, in UTC (for text built in Python; templates use the `when` filter)."""
+    """A moment as plain text in the merchant's time zone, named ("2026-03-05 10:30 CET"), for text built in
+    Python; templates use the `when` filter."""
     if moment is None:
         return ""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return local_moment(moment).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def zone_named(name: str | None) -> ZoneInfo:

@@ -133,10 +133,10 @@ def test_the_event_sub_state_shows_the_last_event_time(app, client, account, no_
     merchant = account.merchant_id
     add(app, *(WebhookEvent(merchant_id=merchant, stripe_account_id=account.stripe_account_id, stripe_event_id=f"evt_{n}", type="invoice.paid", payload="{}",
                             received_at=datetime(2026, 3, day, 9, 30, tzinfo=timezone.utc))
-               for n, day in ((1, 2), (2, 5), (3, 4))))
+               for n, day in ((1, 2), (2, 4), (3, 5))))  # stored as they came: the newest has the highest id
     login(client, account.email)
     html = client.get("/").get_data(as_text=True)
-    assert "Last event received 2026-03-05 09:30:00 UTC." in html
+    assert "Last event received 2026-03-05 10:30 CET." in html  # 09:30 UTC, in the merchant's Copenhagen time
     assert "No event received yet" not in html
 
 

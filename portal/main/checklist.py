@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 
 from ..extensions import db
-from ..models import Connection, RunKind, RunStatus, StripeAccount, SyncRule, SyncRun, SyncSettings, WebhookEvent
+from ..models import Connection, RunKind, RunStatus, StripeAccount, SyncRule, SyncRun, SyncSettings
+from ..stripe_accounts import last_event_of, stripe_accounts_of
 from ..templating import when
 
 
@@ -43,7 +44,8 @@ def _stripe_step(merchant_id: int) -> ChecklistStep:
     working = [row for row in keyed if row.check_ok is not False]
     failing = [row.label for row in keyed if row.check_ok is False]
     done = bool(working)
-    last_event = db.session.scalar(select(func.max(WebhookEvent.received_at)).where(WebhookEvent.merchant_id == merchant_id))
+    last_event = max((last[0] for account in stripe_accounts_of(merchant_id) if (last := last_event_of(merchant_id, account.id))),
+                     default=None)
     note = (f"Last event received {when(last_event)}." if last_event
             else "No event received yet: create the webhook endpoint on the Connections page.")
     if failing:

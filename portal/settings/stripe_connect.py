@@ -12,7 +12,8 @@ import stripe
 from sqlalchemy import func, select
 
 from ..extensions import db
-from ..models import StripeAccount, WebhookEvent, utcnow
+from ..models import StripeAccount, utcnow
+from ..stripe_accounts import last_event_of
 from ..sync.journal_choices import JournalChoices
 from ..sync.stripe_access import KeyAccess, key_access
 from ..sync.stripe_source import key_mode, stripe_client, stripe_error_words
@@ -201,9 +202,6 @@ def account_states(merchant_id: int, accounts: list[StripeAccount]) -> list[Acco
     """Each account's last event received, found through the (account, id) index."""
     states = []
     for account in accounts:
-        last = db.session.execute(select(WebhookEvent.received_at, WebhookEvent.type).where(
-            WebhookEvent.stripe_account_id == account.id, WebhookEvent.merchant_id == merchant_id)
-            .order_by(WebhookEvent.id.desc()).limit(1)).first()
-        states.append(AccountState(account, key_mode(account.secret_key) if account.secret_key else None,
-                                   last.received_at if last else None, last.type if last else None))
+        last_at, last_type = last_event_of(merchant_id, account.id) or (None, None)
+        states.append(AccountState(account, key_mode(account.secret_key) if account.secret_key else None, last_at, last_type))
     return states
