@@ -278,7 +278,7 @@ def dispatch_loop(app, stop: threading.Event) -> None:
             finally:
                 db.session.remove()
 
-    repeat_pass("dispatch", app.config["DISPATCH_EVERY_SECONDS"], dispatch_pass, stop)
+    repeat_pass("dispatch", max(app.config["DISPATCH_EVERY_SECONDS"], 0.05), dispatch_pass, stop)  # 0 would spin
 
 
 def one_line(error: SQLAlchemyError) -> str:

@@ -60,11 +60,13 @@ def vat_mappings_stored(merchant_id: int) -> dict[str, VatChoice]:
     return {row.treatment: VatChoice(row.vat_zone_number, row.product_group_number) for row in _vat_mapping_rows(merchant_id)}
 
 
-def vat_mappings_for(merchant_id: int) -> dict[str, VatChoice]:
+def vat_mappings_for(merchant_id: int, settings: SyncSettings | None = None) -> dict[str, VatChoice]:
     """The merchant's VAT mapping, treatment key → VatChoice: stored rows over the defaults made from the
-    VAT zone settings. Only mapped treatments are in it; a treatment missing from it holds its invoice.
-    A read: nothing is created or written (the worker calls it inside an app context)."""
-    settings = db.session.scalar(select(SyncSettings).where(SyncSettings.merchant_id == merchant_id))
+    VAT zone settings (`settings`, when the caller has read them already). Only mapped treatments are in it;
+    a treatment missing from it holds its invoice. A read: nothing is created or written (the worker calls
+    it inside an app context)."""
+    if settings is None:
+        settings = db.session.scalar(select(SyncSettings).where(SyncSettings.merchant_id == merchant_id))
     if settings is None:
         mapping = default_vat_mapping(DEFAULT_HOME_COUNTRY, None, None, None)
     else:
@@ -94,7 +96,7 @@ def engine_settings_for(merchant_id: int, document_type: str, write_back_to_stri
         document_type=document_type,
         write_back_to_stripe=write_back_to_stripe,
         mappings=mappings_for(merchant_id),
-        vat_mapping=vat_mappings_for(merchant_id),
+        vat_mapping=vat_mappings_for(merchant_id, stored),
     )
 
 

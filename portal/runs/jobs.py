@@ -38,26 +38,27 @@ from .services import (
 log = logging.getLogger(__name__)
 
 
-def _stripe_account(stripe_account_id: int) -> StripeAccount:
-    account = db.session.get(StripeAccount, stripe_account_id)
+def _checked_account(account: StripeAccount | None) -> StripeAccount:
+    """The account, when it has a key to read Stripe with; else the run fails saying so."""
     if account is None or not account.secret_key:
         name = f"“{account.label}”" if account is not None else "this"
         raise SyncFailure(f"No secret key is saved for the Stripe account {name} (Connections), so Stripe could not be read.")
     return account
 
 
-def _stripe_for(stripe_account_id: int, max_network_retries: int = 1) -> stripe.StripeClient:
+def _stripe_for(stripe_account_id: int, max_network_retries: int = 1, account: StripeAccount | None = None) -> stripe.StripeClient:
     """A Stripe client with the key of the account an event or run belongs to."""
     config = current_app.config
-    return stripe_client(_stripe_account(stripe_account_id).secret_key, config["STRIPE_API_BASE"],
+    account = _checked_account(account or db.session.get(StripeAccount, stripe_account_id))
+    return stripe_client(account.secret_key, config["STRIPE_API_BASE"],
                          max_network_retries=max_network_retries, timeout=(5.0, config["HTTP_TIMEOUT_SECONDS"]))
 
 
-def _clients_for(run: SyncRun, what: str) -> tuple[stripe.StripeClient, EconomicClient]:
-    """The run's Stripe account's client and the merchant's e-conomic client, for a worker's calls (no retries
-    inside: the run retries)."""
+def _clients_for(run: SyncRun, what: str, account: StripeAccount | None = None) -> tuple[stripe.StripeClient, EconomicClient]:
+    """The run's Stripe account's client (`account`, when the caller has read it) and the merchant's e-conomic
+    client, for a worker's calls (no retries inside: the run retries)."""
     config = current_app.config
-    stripe_api = _stripe_for(run.stripe_account_id, max_network_retries=0)
+    stripe_api = _stripe_for(run.stripe_account_id, max_network_retries=0, account=account)
     connection = db.session.scalar(select(Connection).where(Connection.merchant_id == run.merchant_id))
     if connection is None or not (connection.economic_app_secret_token and connection.economic_agreement_grant_token):
         raise SyncFailure(f"e-conomic is not connected (Connections), so {what} cannot be made.")
@@ -66,9 +67,9 @@ def _clients_for(run: SyncRun, what: str) -> tuple[stripe.StripeClient, Economic
 
 
 def _invoice_engine(run: SyncRun) -> SyncEngine:
-    stripe_api, economic = _clients_for(run, "the document")
-    settings = engine_settings_for(run.merchant_id, run.document_type, run.write_back_to_stripe,
-                                   db.session.get(StripeAccount, run.stripe_account_id))
+    account = db.session.get(StripeAccount, run.stripe_account_id)
+    stripe_api, economic = _clients_for(run, "the document", account)
+    settings = engine_settings_for(run.merchant_id, run.document_type, run.write_back_to_stripe, account)
     return SyncEngine(stripe_api, economic, settings, DatabaseRecorder(run), DatabaseLinks(run.merchant_id))
 
 
