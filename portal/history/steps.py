@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..extensions import db
-from ..models import AuditRow, StripeAccount, SyncRun, WebhookEvent
+from ..models import AuditRow, RunStatus, StripeAccount, SyncRun, WebhookEvent
 from ..sync.mapping import TARGETS_BY_KEY
 from .error_advice import Advice, error_advice
 from .ledger import economic_document_url
@@ -203,7 +203,7 @@ def step_advice(row: AuditRow, run: SyncRun) -> Advice | None:
     if row.outcome in ("held", "skipped", "waiting"):
         return Advice(row.error.rstrip("."))
     last = (run.last_error or "").split(" [setting:")[0]
-    if run.status in ("failed", "retrying") and row.error == last:
+    if run.status in (RunStatus.FAILED, RunStatus.RETRYING) and row.error == last:
         return None
     return error_advice(row.error, stripe_account_id=run.stripe_account_id)
 
@@ -249,14 +249,14 @@ class UnrecordedLine:
     at: datetime | None = None
 
 
-STOPPED_BEFORE = {"waiting": "waiting", "held": "held for review", "skipped": "skipped"}
+STOPPED_BEFORE = {RunStatus.WAITING: "waiting", RunStatus.HELD: "held for review", RunStatus.SKIPPED: "skipped"}
 
 
 def _why(run: SyncRun) -> str:
     """The run's reason in one sentence, in the merchant's words (as the error box at the top says it)."""
-    if run.status == "waiting":
+    if run.status == RunStatus.WAITING:
         return (run.waiting_for or "").rstrip(".")
-    if run.status == "held":
+    if run.status == RunStatus.HELD:
         return (run.held_reason or "").rstrip(".")
     advice = run_advice(run)
     return advice.sentence if advice else ""
@@ -266,11 +266,11 @@ def _before_first_step(run: SyncRun) -> UnrecordedLine | None:
     """The latest attempt, when it recorded no step: under way, or stopped before its first step."""
     attempt = f"Attempt {run.attempts}" if run.attempts else "The sync"
     ended = run.finished_at or run.updated_at
-    if run.status == "running":
+    if run.status == RunStatus.RUNNING:
         return UnrecordedLine(run.started_at, f"{attempt} has started; its first step is under way", "running")
-    if run.status in ("failed", "retrying", *STOPPED_BEFORE):
+    if run.status in (RunStatus.FAILED, RunStatus.RETRYING, *STOPPED_BEFORE):
         why = _why(run)
-        verb = "failed" if run.status in ("failed", "retrying") else "stopped"
+        verb = "failed" if run.status in (RunStatus.FAILED, RunStatus.RETRYING) else "stopped"
         return UnrecordedLine(ended, f"{attempt} {verb} before any step{f': {why}' if why else ''}",
                               STOPPED_BEFORE.get(run.status, "failed"))
     if run.attempts:
@@ -282,13 +282,13 @@ def unrecorded_lines(run: SyncRun, rows: list[AuditRow]) -> list[UnrecordedLine]
     """What the steps table says beyond the recorded steps: a run not started yet, an attempt that stopped
     before its first step ("Attempt 2 failed before any step: …") or is under way, and a retry to come."""
     lines: list[UnrecordedLine] = []
-    if run.status == "queued":
+    if run.status == RunStatus.QUEUED:
         queued = f"Queued for attempt {run.attempts + 1}" if run.attempts else "Queued"
         lines.append(UnrecordedLine(run.updated_at, f"{queued}: it starts as soon as the worker picks it up", "queued"))
     elif not any(row.attempt == run.attempts for row in rows):
         line = _before_first_step(run)
         lines.extend([line] if line else [])
-    if run.status == "retrying":
+    if run.status == RunStatus.RETRYING:
         lines.append(UnrecordedLine(run.finished_at or run.updated_at, "Waiting for its next attempt", "waiting",
                                     at=run.next_retry_at))
     return lines
