@@ -65,7 +65,7 @@ def row_note(run: SyncRun) -> str:
     if run.status == RunStatus.WAITING:
         return _short(run.waiting_for or "")
     if run.status == "held":
-        differences = _totals(run).get("differences") or []
+        differences = json_object(run.totals).get("differences") or []
         return _short(differences[0] if differences else (run.held_reason or "Held for review."))
     if run.status in ("skipped", "failed"):
         return _short(run.last_error or "")
@@ -74,7 +74,7 @@ def row_note(run: SyncRun) -> str:
 
 def differences(run: SyncRun) -> list[str]:
     """Every difference between Stripe's and e-conomic's totals, in plain words (for the CSV)."""
-    return list(_totals(run).get("differences") or [])
+    return list(json_object(run.totals).get("differences") or [])
 
 
 @dataclass(frozen=True)
@@ -120,20 +120,22 @@ def held_review(run: SyncRun) -> HeldReview:
         headline = "The draft is in e-conomic, flagged for review"
     else:
         headline = "Held for review — nothing was made in e-conomic"
-    totals = _totals(run)
+    totals = json_object(run.totals)
     figures, rounding = _figures(totals, run.currency)
     return HeldReview(headline=headline, reason=run.held_reason, draft_number=draft_number, is_draft_rule=is_draft_rule,
                       figures=figures, rounding=rounding, setting_anchor=run.held_setting or None)
 
 
-def _totals(run: SyncRun) -> dict:
-    if not run.totals:
+def json_object(text: str | None) -> dict:
+    """A JSON object the sync recorded (a run's totals, a step's summary), or {} when there is none or it is
+    not an object: what a screen shows is never broken by one bad value."""
+    if not text:
         return {}
     try:
-        totals = json.loads(run.totals)
+        value = json.loads(text)
     except ValueError:
         return {}
-    return totals if isinstance(totals, dict) else {}
+    return value if isinstance(value, dict) else {}
 
 
 def _decimal(value) -> Decimal | None:
@@ -176,7 +178,7 @@ PAYOUT_TOTALS = (("charges", "Charges"), ("refunds", "− refunds"), ("fees", "�
 
 def payout_view(run: SyncRun) -> PayoutView:
     """What a payout run recorded: its reconciliation (entered or held) and the transactions it paid out."""
-    stored = _totals(run)
+    stored = json_object(run.totals)
     sums = stored.get("totals") if "totals" in stored else stored  # entered: {"totals", …}; held: the sums
     sums = sums or {}
     currency = run.currency or ""

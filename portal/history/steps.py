@@ -17,6 +17,7 @@ from ..models import AuditRow, RunStatus, StripeAccount, SyncRun, WebhookEvent
 from ..sync.mapping import TARGETS_BY_KEY
 from .error_advice import Advice, error_advice
 from .ledger import economic_document_url
+from .review import json_object
 
 STRIPE_DASHBOARD = "https://dashboard.stripe.com"
 ECONOMIC_LIST_NAMES = {"booked_invoice": "booked invoices", "draft_invoice": "draft invoices", "draft_order": "orders"}
@@ -48,13 +49,7 @@ def stripe_invoice_url(invoice_id: str, livemode: bool | None) -> str:
 
 
 def _summary(row: AuditRow) -> dict:
-    if not row.summary:
-        return {}
-    try:
-        value = json.loads(row.summary)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    return json_object(row.summary)
 
 
 def _number(text: str | None) -> str:
@@ -249,7 +244,7 @@ class UnrecordedLine:
     at: datetime | None = None
 
 
-STOPPED_BEFORE = {RunStatus.WAITING: "waiting", RunStatus.HELD: "held for review", RunStatus.SKIPPED: "skipped"}
+STOPPED_BEFORE = (RunStatus.WAITING, RunStatus.HELD, RunStatus.SKIPPED)  # not failed: its result in OUTCOME_WORDS
 
 
 def _why(run: SyncRun) -> str:
@@ -272,7 +267,7 @@ def _before_first_step(run: SyncRun) -> UnrecordedLine | None:
         why = _why(run)
         verb = "failed" if run.status in (RunStatus.FAILED, RunStatus.RETRYING) else "stopped"
         return UnrecordedLine(ended, f"{attempt} {verb} before any step{f': {why}' if why else ''}",
-                              STOPPED_BEFORE.get(run.status, "failed"))
+                              outcome_words(run.status) if run.status in STOPPED_BEFORE else "failed")
     if run.attempts:
         return UnrecordedLine(ended, f"{attempt} recorded no step", outcome_words(run.status))
     return None
