@@ -7,11 +7,11 @@ Pure functions: no queries, nothing written. `economic_document_url` is shared w
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
 from ..models import RunKind, SyncRule
+from ..sync.stripe_source import InvoiceFacts, event_object, invoice_facts_of
 from .review import row_note, run_what
 
 
@@ -64,32 +64,9 @@ def economic_document_url(app_url: str, document_type: str, number: int | str | 
     return f"{app_url.rstrip('/')}{ECONOMIC_PATHS[document_type]}"
 
 
-@dataclass(frozen=True)
-class InvoiceFacts:
-    """What a stored Stripe event says about its invoice (the payload's data.object)."""
-
-    number: str | None = None
-    customer_name: str | None = None
-    customer_email: str | None = None
-    total_minor: int | None = None
-    currency: str | None = None
-
-
 def invoice_facts(payload: str | None) -> InvoiceFacts:
     """The invoice's number, customer and total from an event's payload ("" once pruned: nothing known)."""
-    try:
-        obj = (json.loads(payload or "{}").get("data") or {}).get("object") or {}
-    except (ValueError, AttributeError):
-        return InvoiceFacts()
-    if not isinstance(obj, dict) or obj.get("object") not in (None, "invoice"):
-        return InvoiceFacts()
-    total = obj.get("total")
-    return InvoiceFacts(
-        number=obj.get("number") or None, customer_name=obj.get("customer_name") or None,
-        customer_email=obj.get("customer_email") or None,
-        total_minor=total if isinstance(total, int) and not isinstance(total, bool) else None,
-        currency=(obj.get("currency") or "").upper() or None,
-    )
+    return invoice_facts_of(event_object(payload))
 
 
 @dataclass(frozen=True)

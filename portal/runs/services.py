@@ -11,13 +11,14 @@ import random
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 
 from ..extensions import db
 from ..merchant_config import rule_for
 from ..models import RunKind, RunStatus, SyncRule, SyncRun, WebhookEvent, insert_if_absent, utcnow
 from ..sync.engine import Outcome
 from ..sync.errors import SettingMissing, SyncFailure, SyncHeld
+from ..sync.stripe_source import event_object, invoice_facts_of
 from .queueing import job_discard, sync_run_enqueue
 from .rules import RuleChoices, decide
 
@@ -63,13 +64,10 @@ def sync_run_insert(merchant_id: int, stripe_account_id: int, stripe_invoice_id:
 def sync_run_describe(run: SyncRun, invoice: dict) -> None:
     """What the history shows of a run before its first fetch (number, customer, amount), from the Stripe
     invoice it was made for; the columns the fetch filled are left as they are. Not committed here."""
-    if not isinstance(invoice, dict) or invoice.get("object") not in (None, "invoice"):
-        return
-    total = invoice.get("total")
-    known = {"stripe_invoice_number": invoice.get("number"), "customer_name": invoice.get("customer_name"),
-             "customer_email": invoice.get("customer_email"), "currency": (invoice.get("currency") or "").upper() or None,
-             "total_minor": total if isinstance(total, int) and not isinstance(total, bool) else None}
-    for name, value in known.items():
+    facts = invoice_facts_of(invoice)
+    for name, value in (("stripe_invoice_number", facts.number), ("customer_name", facts.customer_name),
+                        ("customer_email", facts.customer_email), ("currency", facts.currency),
+                        ("total_minor", facts.total_minor)):
         if value is not None and getattr(run, name) is None:
             setattr(run, name, value[:255] if isinstance(value, str) else value)
 
@@ -148,20 +146,23 @@ def sync_run_from_event(event: WebhookEvent, invoice: dict, job_id: str | None) 
     return run
 
 
+def _events_waiting() -> Select:
+    """The ids of stored events no job was queued for yet (ix_webhook_events_undispatched holds just these)."""
+    table = WebhookEvent.__table__
+    return select(table.c.id).where(table.c.outcome == "received", table.c.dispatched_at.is_(None))
+
+
 def events_waiting() -> bool:
     """Whether any stored event waits for its job to be queued (a read through a small partial index: the
     dispatch pass asks this several times a second, and claims only when there is something to claim)."""
-    table = WebhookEvent.__table__
-    return db.session.execute(select(table.c.id).where(table.c.outcome == "received", table.c.dispatched_at.is_(None))
-                              .limit(1)).first() is not None
+    return db.session.execute(_events_waiting().limit(1)).first() is not None
 
 
 def events_dispatch_claim(limit: int) -> list[int]:
     """Claim up to `limit` stored events that no job was queued for yet, oldest first, whichever merchant's,
     and commit the claim: two dispatch passes running at once never claim the same event."""
     table = WebhookEvent.__table__
-    waiting = (select(table.c.id).where(table.c.outcome == "received", table.c.dispatched_at.is_(None))
-               .order_by(table.c.id).limit(limit))
+    waiting = _events_waiting().order_by(table.c.id).limit(limit)
     claimed = db.session.execute(
         update(table).where(table.c.id.in_(waiting), table.c.dispatched_at.is_(None))
         .values(dispatched_at=utcnow()).returning(table.c.id)
@@ -343,10 +344,7 @@ def event_sync_now(event: WebhookEvent, rule: SyncRule) -> SyncRun:
     run, created = sync_run_create(event.merchant_id, event.stripe_account_id, event.stripe_invoice_id, rule)
     if not created:
         raise RunActionRefused(f"This invoice has a {SyncRule.DOCUMENT_TYPES[run.document_type].lower()} sync already; use Sync again on it.")
-    try:
-        sync_run_describe(run, (json.loads(event.payload or "{}").get("data") or {}).get("object") or {})
-    except (ValueError, AttributeError):
-        pass  # a pruned or odd payload: the run's first fetch fills them
+    sync_run_describe(run, event_object(event.payload))  # pruned: nothing, and the run's first fetch fills them
     event.outcome = "queued"
     event.sync_run_id = run.id
     db.session.commit()

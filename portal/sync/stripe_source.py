@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import stripe
 
@@ -87,3 +88,37 @@ def charge_refunds(client: stripe.StripeClient, charge_id: str) -> list[dict]:
 def created_between(client: stripe.StripeClient, resource: str, start: int, end: int, **filters) -> list[dict]:
     """Every object of a Stripe list (`refunds`, `payouts`, `credit_notes`, …) created in [start, end)."""
     return _list_all(client, f"/v1/{resource}", created={"gte": start, "lt": end}, **filters)
+
+
+@dataclass(frozen=True)
+class InvoiceFacts:
+    """What the history shows of a Stripe invoice before (or without) a sync: number, customer, amount."""
+
+    number: str | None = None
+    customer_name: str | None = None
+    customer_email: str | None = None
+    total_minor: int | None = None
+    currency: str | None = None
+
+
+def invoice_facts_of(invoice: dict) -> InvoiceFacts:
+    """The invoice's number, customer and total (nothing known for anything that is not an invoice)."""
+    if not isinstance(invoice, dict) or invoice.get("object") not in (None, "invoice"):
+        return InvoiceFacts()
+    total = invoice.get("total")
+    return InvoiceFacts(
+        number=invoice.get("number") or None, customer_name=invoice.get("customer_name") or None,
+        customer_email=invoice.get("customer_email") or None,
+        total_minor=total if isinstance(total, int) and not isinstance(total, bool) else None,
+        currency=(invoice.get("currency") or "").upper() or None,
+    )
+
+
+def event_object(payload: str | None) -> dict:
+    """The Stripe object a stored event's payload carries (data.object); {} once the payload was pruned ("")
+    or when it is not a Stripe event."""
+    try:
+        obj = (json.loads(payload or "{}").get("data") or {}).get("object")
+    except (ValueError, AttributeError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
