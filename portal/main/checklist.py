@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from ..extensions import db
 from ..models import Connection, RunKind, RunStatus, StripeAccount, SyncRule, SyncRun, SyncSettings
-from ..stripe_accounts import last_event_of, stripe_accounts_of
+from ..stripe_accounts import last_event_of
 from ..templating import when
 
 
@@ -39,13 +39,14 @@ def setup_checklist(merchant_id: int) -> list[ChecklistStep]:
 
 def _stripe_step(merchant_id: int) -> ChecklistStep:
     """Done when an account has a key whose last check did not fail (keys are checked when saved)."""
-    keyed = list(db.session.execute(select(StripeAccount.label, StripeAccount.check_ok).where(
-        StripeAccount.merchant_id == merchant_id, StripeAccount.secret_key.is_not(None))))
+    accounts = db.session.execute(select(  # not the keys themselves: they would be decrypted for nothing
+        StripeAccount.id, StripeAccount.label, StripeAccount.check_ok, StripeAccount.secret_key.is_not(None).label("keyed"))
+        .where(StripeAccount.merchant_id == merchant_id)).all()
+    keyed = [row for row in accounts if row.keyed]
     working = [row for row in keyed if row.check_ok is not False]
     failing = [row.label for row in keyed if row.check_ok is False]
     done = bool(working)
-    last_event = max((last[0] for account in stripe_accounts_of(merchant_id) if (last := last_event_of(merchant_id, account.id))),
-                     default=None)
+    last_event = max((last[0] for row in accounts if (last := last_event_of(merchant_id, row.id))), default=None)
     note = (f"Last event received {when(last_event)}." if last_event
             else "No event received yet: create the webhook endpoint on the Connections page.")
     if failing:
