@@ -59,7 +59,7 @@ class ServedDouble:
     """A fake remote API served on 127.0.0.1: `start()`/`stop()`, or use it as a context manager.
 
     A double that names its data in KEPT (attributes) can keep it in a file between runs (`make demo`):
-    `keep_data_in(path)`, then `saved_after(request)` after each request that may have changed it."""
+    `keep_data_in(path)`, then `saved_after(request.method)` after each request that may have changed it."""
 
     KEPT: tuple[str, ...] = ()
     kept_in: Path | None = None
@@ -92,13 +92,13 @@ class ServedDouble:
 
     def save(self) -> None:
         """Write the kept data to the file given to keep_data_in, atomically (a new file, then renamed)."""
-        with self.lock:
+        with self.lock:  # the file too: two requests saving at once would write the same partial file
             kept = _relink({name: getattr(self, name) for name in self.KEPT}, self.url, self._url_mark)
             data = pickle.dumps(kept, protocol=pickle.HIGHEST_PROTOCOL)
-        self.kept_in.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.kept_in.with_name(self.kept_in.name + ".partial")
-        partial.write_bytes(data)
-        os.replace(partial, self.kept_in)
+            self.kept_in.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.kept_in.with_name(self.kept_in.name + ".partial")
+            partial.write_bytes(data)
+            os.replace(partial, self.kept_in)
 
     def saved_after(self, method: str) -> None:
         """Save the kept data after a request that may have changed it (any but a read)."""
