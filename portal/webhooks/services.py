@@ -133,7 +133,6 @@ def event_store(connection: sa.Connection, target: WebhookTarget, event: dict, p
     return event_id
 
 
-
 def _invoice_id(event: dict) -> str | None:
     obj = event["data"]["object"]
     if obj.get("object") == "invoice" and isinstance(obj.get("id"), str):
