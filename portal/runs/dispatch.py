@@ -9,7 +9,9 @@ waits, and is queued by the first pass that can.
 
 from __future__ import annotations
 
-from .queueing import events_enqueue
+from redis.exceptions import RedisError
+
+from .queueing import events_queue
 from .services import events_dispatch_claim, events_dispatch_unclaim, events_waiting
 
 DISPATCH_BATCH = 500
@@ -18,7 +20,8 @@ DISPATCH_BATCH = 500
 def events_dispatch() -> int:
     """Queue a job for every stored event still waiting for one, oldest first. Returns how many were queued.
 
-    Events whose jobs Redis refused are given back, for the next pass (Redis away: `events_enqueue` logs it).
+    When Redis is away the events just claimed are given back, for the next pass, and Redis's error is raised:
+    the worker's loop reports it once for the whole outage rather than five times a second.
     """
     if not events_waiting():
         return 0
@@ -27,9 +30,11 @@ def events_dispatch() -> int:
         event_ids = events_dispatch_claim(DISPATCH_BATCH)
         if not event_ids:
             return queued
-        if not events_enqueue(event_ids):
+        try:
+            events_queue(event_ids)
+        except (RedisError, OSError):
             events_dispatch_unclaim(event_ids)
-            return queued
+            raise
         queued += len(event_ids)
         if len(event_ids) < DISPATCH_BATCH:
             return queued

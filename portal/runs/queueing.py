@@ -72,22 +72,22 @@ def sync_run_enqueue_id(run_id: int, attempt: int, delay_seconds: float = 0) -> 
 
 def event_enqueue(event_id: int) -> bool:
     """Queue the job that decides one stored event (the requeue pass). False when Redis is down."""
-    return events_enqueue([event_id])
-
-
-def events_enqueue(event_ids: Sequence[int]) -> bool:
-    """Queue the jobs that decide these stored events, in one round trip to Redis. False when Redis is
-    down: the events wait, stored, and the requeue pass queues them."""
     try:
-        queue = sync_queue()
-        with queue.connection.pipeline() as pipe:
-            queue.enqueue_many([Queue.prepare_data(EVENT_JOB, (event_id,), **_prepared_options(event_job_id(event_id)))
-                                for event_id in event_ids], pipeline=pipe)
-            pipe.execute()
+        events_queue([event_id])
     except (RedisError, OSError) as error:
-        log.warning("could not queue events %s… (they wait, stored): %s", list(event_ids[:5]), error)
+        log.warning("could not queue event %s (it waits, stored): %s", event_id, error)
         return False
     return True
+
+
+def events_queue(event_ids: Sequence[int]) -> None:
+    """Queue the jobs that decide these stored events, in one round trip to Redis (a transaction: all or
+    none). Raises RedisError or OSError when Redis is away; the caller decides what the events do then."""
+    queue = sync_queue()
+    with queue.connection.pipeline() as pipe:
+        queue.enqueue_many([Queue.prepare_data(EVENT_JOB, (event_id,), **_prepared_options(event_job_id(event_id)))
+                            for event_id in event_ids], pipeline=pipe)
+        pipe.execute()
 
 
 def _prepared_options(job_id: str) -> dict[str, Any]:
