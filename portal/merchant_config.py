@@ -7,7 +7,9 @@ starts with a working configuration. Everything is scoped by merchant id.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from functools import cache
+
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
@@ -21,16 +23,23 @@ from .sync.vat import VatChoice, default_vat_mapping
 DEFAULT_HOME_COUNTRY = "DK"  # SyncSettings.home_country's default, for a merchant with no settings row yet
 
 
+@cache
+def _rows_of_merchant(model) -> Select:
+    """`SELECT` of a merchant's rows of `model`, built once (the worker reads them for every invoice, and a
+    statement built anew costs SQLAlchemy its cache key again)."""
+    return select(model).where(model.merchant_id == bindparam("merchant_id"))
+
+
 def merchant_row(model, merchant_id: int):
     """The merchant's one row of a per-merchant settings table, made (with its defaults) when it has none."""
-    row = db.session.scalar(select(model).where(model.merchant_id == merchant_id))
+    row = db.session.scalar(_rows_of_merchant(model), {"merchant_id": merchant_id})
     if row is None:
         row = model(merchant_id=merchant_id)
         try:
             with db.session.begin_nested():
                 db.session.add(row)
         except IntegrityError:  # another request created it first
-            row = db.session.scalar(select(model).where(model.merchant_id == merchant_id))
+            row = db.session.scalar(_rows_of_merchant(model), {"merchant_id": merchant_id})
     return row
 
 
@@ -45,14 +54,14 @@ def sync_settings_for(merchant_id: int) -> SyncSettings:
 def mappings_for(merchant_id: int) -> dict[str, Mapping]:
     """The merchant's mapping of every target: stored rows over the defaults."""
     mappings = dict(DEFAULT_MAPPINGS)
-    for row in db.session.scalars(select(FieldMapping).where(FieldMapping.merchant_id == merchant_id)):
+    for row in db.session.scalars(_rows_of_merchant(FieldMapping), {"merchant_id": merchant_id}):
         if row.target in mappings:
             mappings[row.target] = Mapping(Source.parse(row.source), Source.parse(row.fallback))
     return mappings
 
 
 def _vat_mapping_rows(merchant_id: int) -> list[VatMapping]:
-    return list(db.session.scalars(select(VatMapping).where(VatMapping.merchant_id == merchant_id)))
+    return list(db.session.scalars(_rows_of_merchant(VatMapping), {"merchant_id": merchant_id}))
 
 
 def vat_mappings_stored(merchant_id: int) -> dict[str, VatChoice]:

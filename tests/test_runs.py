@@ -423,6 +423,66 @@ def test_executing_a_run_records_numbers_audit_rows_and_totals(app, merchant):
     assert len([c for c in responses.calls if c.request.url.endswith("/invoices/drafts")]) == 1
 
 
+def committed_steps_and_run(app, run_id):
+    """What another connection (a worker taking the run over, the history page) sees of the run now."""
+    with db.engine.connect() as other:
+        steps = [tuple(row) for row in other.execute(db.select(AuditRow.step, AuditRow.outcome).where(
+            AuditRow.run_id == run_id).order_by(AuditRow.id))]
+        run = other.execute(db.select(SyncRun.document_create_started, SyncRun.stripe_invoice_number,
+                                      SyncRun.economic_customer_number, SyncRun.economic_draft_number).where(SyncRun.id == run_id)).one()
+    return steps, tuple(run)
+
+
+@responses.activate
+def test_what_a_run_learnt_is_committed_before_it_calls_out_and_what_it_made_at_once(app, merchant):
+    seed_settings(app, merchant.merchant_id)
+    invoice = json.loads((DATA / "invoice_send_invoice_open.json").read_text())
+    invoice["customer"] = json.loads((DATA / "customer.json").read_text())
+    seen = {}
+
+    def create_draft(request):
+        seen["at the document's create"] = committed_steps_and_run(app, seen["run_id"])
+        return 201, {}, json.dumps({"draftInvoiceNumber": 314, "netAmount": 8620.0, "vatAmount": 2155.0, "grossAmount": 10775.0})
+
+    def write_back(request):
+        seen["at the write-back"] = committed_steps_and_run(app, seen["run_id"])
+        return 200, {}, json.dumps(invoice)
+
+    responses.get(f"https://api.stripe.com/v1/invoices/{invoice['id']}", json=invoice)
+    responses.add_callback(responses.POST, f"https://api.stripe.com/v1/invoices/{invoice['id']}", callback=write_back)
+    responses.add_callback(responses.POST, "https://restapi.e-conomic.com/invoices/drafts", callback=create_draft)
+    with app.app_context():
+        run, _ = sync_run_create(merchant.merchant_id, merchant.stripe_account_id, invoice["id"], SyncRule(trigger="paid", document_type="draft_invoice", write_back_to_stripe=True))
+        db.session.commit()
+        seen["run_id"] = run.id
+        assert sync_run_execute(run.id) == "succeeded"
+    # Before the POST: every step so far and the mark that a document is being made (a retry looks for it).
+    assert seen["at the document's create"] == (
+        [("fetch", "found"), ("vat", "found"), ("customer", "found"), ("products", "found")], (True, "KYSTLYS1-0007", 5001, None))
+    # The draft's number and its step were committed the moment e-conomic answered, before Stripe was written to.
+    assert seen["at the write-back"] == (
+        [("fetch", "found"), ("vat", "found"), ("customer", "found"), ("products", "found"), ("document", "created")],
+        (True, "KYSTLYS1-0007", 5001, 314))
+
+
+@responses.activate
+def test_a_step_that_fails_is_recorded_with_the_steps_before_it(app, merchant):
+    seed_settings(app, merchant.merchant_id)
+    invoice = json.loads((DATA / "invoice_send_invoice_open.json").read_text())
+    invoice["customer"] = json.loads((DATA / "customer.json").read_text())
+    responses.get(f"https://api.stripe.com/v1/invoices/{invoice['id']}", json=invoice)
+    responses.post("https://restapi.e-conomic.com/invoices/drafts", status=400, json={
+        "message": "Validation exception.", "errorCode": "E04300", "errors": {"layout": {"errors": [{"errorMessage": "Layout not found."}]}}})
+    with app.app_context():
+        run, _ = sync_run_create(merchant.merchant_id, merchant.stripe_account_id, invoice["id"], SyncRule(trigger="paid", document_type="draft_invoice", write_back_to_stripe=False))
+        db.session.commit()
+        assert sync_run_execute(run.id) == "failed"
+        steps, _ = committed_steps_and_run(app, run.id)
+        assert steps == [("fetch", "found"), ("vat", "found"), ("customer", "found"), ("products", "found"), ("document", "failed")]
+        failed = db.session.scalar(db.select(AuditRow).where(AuditRow.run_id == run.id, AuditRow.outcome == "failed"))
+        assert "Layout not found." in failed.error
+
+
 @responses.activate
 def test_a_permanent_failure_ends_failed_with_the_reason_and_no_retry(app, merchant):
     with app.app_context():

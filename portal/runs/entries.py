@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 import stripe
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from ..extensions import db
 from ..merchant_config import journal_settings_for, rule_for
@@ -160,15 +160,19 @@ def sync_run_waiting(run: SyncRun, reason: str) -> str:
     return run.status
 
 
+# Built once (entry_runs_after runs one for every run the worker finishes).
+_WAITING = select(SyncRun.id).where(
+    SyncRun.merchant_id == bindparam("merchant_id"), SyncRun.stripe_account_id == bindparam("stripe_account_id"),
+    SyncRun.status == RunStatus.WAITING, SyncRun.kind.in_(bindparam("kinds", expanding=True)))
+_WAITING_OF_INVOICE = _WAITING.where(SyncRun.stripe_invoice_id == bindparam("invoice_id"))
+
+
 def entry_runs_release(merchant_id: int, stripe_account_id: int, *, invoice_id: str | None = None,
                        kinds: tuple[RunKind, ...]) -> int:
     """Queue the Stripe account's runs of these kinds (of this invoice) that wait: what they waited for is
     done. Returns how many."""
-    conditions = [SyncRun.merchant_id == merchant_id, SyncRun.stripe_account_id == stripe_account_id,
-                  SyncRun.status == RunStatus.WAITING, SyncRun.kind.in_(kinds)]
-    if invoice_id is not None:
-        conditions.append(SyncRun.stripe_invoice_id == invoice_id)
-    waiting = db.session.scalars(select(SyncRun.id).where(*conditions)).all()
+    waiting = db.session.scalars(_WAITING_OF_INVOICE if invoice_id is not None else _WAITING, {
+        "merchant_id": merchant_id, "stripe_account_id": stripe_account_id, "kinds": list(kinds), "invoice_id": invoice_id}).all()
     if not waiting:
         return 0
     db.session.execute(update(SyncRun).where(SyncRun.id.in_(waiting), SyncRun.status == RunStatus.WAITING)

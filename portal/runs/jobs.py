@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 import stripe
 from flask import current_app
 from rq import get_current_job
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
 from ..merchant_config import engine_settings_for, journal_settings_for, rule_for, sync_settings_for
@@ -21,7 +23,7 @@ from ..sync.stripe_source import fetch_invoice, stripe_client
 from .entries import ENTRY_ONLY_EVENTS, entry_runs_after, entry_runs_for_event, sync_run_entered, sync_run_waiting
 from .queueing import sync_run_enqueue
 from .recording import DatabaseBooks, DatabaseLinks, DatabaseRecorder
-from .recovery import Heartbeat, lease_expired
+from .recovery import Heartbeat, lease_expired, lease_expired_before
 from .rules import could_trigger
 from .services import (
     replaced_numbers,
@@ -46,31 +48,35 @@ def _checked_account(account: StripeAccount | None) -> StripeAccount:
     return account
 
 
-def _stripe_for(stripe_account_id: int, max_network_retries: int = 1, account: StripeAccount | None = None) -> stripe.StripeClient:
+def _stripe_for(stripe_account_id: int, max_network_retries: int = 1, account: StripeAccount | None = None,
+                before_request: Callable[[], None] | None = None) -> stripe.StripeClient:
     """A Stripe client with the key of the account an event or run belongs to."""
     config = current_app.config
     account = _checked_account(account or db.session.get(StripeAccount, stripe_account_id))
-    return stripe_client(account.secret_key, config["STRIPE_API_BASE"],
-                         max_network_retries=max_network_retries, timeout=(5.0, config["HTTP_TIMEOUT_SECONDS"]))
+    return stripe_client(account.secret_key, config["STRIPE_API_BASE"], max_network_retries=max_network_retries,
+                         timeout=(5.0, config["HTTP_TIMEOUT_SECONDS"]), before_request=before_request)
 
 
-def _clients_for(run: SyncRun, what: str, account: StripeAccount | None = None) -> tuple[stripe.StripeClient, EconomicClient]:
+def _clients_for(run: SyncRun, what: str, recorder: DatabaseRecorder,
+                 account: StripeAccount | None = None) -> tuple[stripe.StripeClient, EconomicClient]:
     """The run's Stripe account's client (`account`, when the caller has read it) and the merchant's e-conomic
-    client, for a worker's calls (no retries inside: the run retries)."""
+    client, for a worker's calls (no retries inside: the run retries). Each saves the run's reports before
+    it calls out."""
     config = current_app.config
-    stripe_api = _stripe_for(run.stripe_account_id, max_network_retries=0, account=account)
+    stripe_api = _stripe_for(run.stripe_account_id, max_network_retries=0, account=account, before_request=recorder.save)
     connection = db.session.scalar(select(Connection).where(Connection.merchant_id == run.merchant_id))
     if connection is None or not (connection.economic_app_secret_token and connection.economic_agreement_grant_token):
         raise SyncFailure(f"e-conomic is not connected (Connections), so {what} cannot be made.")
     return stripe_api, EconomicClient(connection.economic_app_secret_token, connection.economic_agreement_grant_token,
-                                      base_url=config["ECONOMIC_API_URL"], timeout=(5.0, config["HTTP_TIMEOUT_SECONDS"]))
+                                      base_url=config["ECONOMIC_API_URL"], timeout=(5.0, config["HTTP_TIMEOUT_SECONDS"]),
+                                      before_request=recorder.save)
 
 
-def _invoice_engine(run: SyncRun) -> SyncEngine:
+def _invoice_engine(run: SyncRun, recorder: DatabaseRecorder) -> SyncEngine:
     account = db.session.get(StripeAccount, run.stripe_account_id)
-    stripe_api, economic = _clients_for(run, "the document", account)
+    stripe_api, economic = _clients_for(run, "the document", recorder, account)
     settings = engine_settings_for(run.merchant_id, run.document_type, run.write_back_to_stripe, account)
-    return SyncEngine(stripe_api, economic, settings, DatabaseRecorder(run), DatabaseLinks(run.merchant_id))
+    return SyncEngine(stripe_api, economic, settings, recorder, DatabaseLinks(run.merchant_id))
 
 
 def _invoice_state(run: SyncRun) -> RunState:
@@ -84,7 +90,7 @@ def _invoice_state(run: SyncRun) -> RunState:
     )
 
 
-def _credit_note(run: SyncRun) -> Outcome:
+def _credit_note(run: SyncRun, recorder: DatabaseRecorder) -> Outcome:
     """A Stripe credit note as an e-conomic invoice with negative lines, once its invoice is in e-conomic (the
     engine reads the credit note itself: its run's Stripe object is the `cn_…`)."""
     original = (sync_run_of_invoice(run.merchant_id, run.stripe_account_id, run.stripe_invoice_id)
@@ -99,12 +105,12 @@ def _credit_note(run: SyncRun) -> Outcome:
     if original.status != RunStatus.SUCCEEDED:
         raise SyncHeld(f"The invoice this credit note is for ({number}) is {RunStatus(original.status).label} in the Sync "
                        "history, so nothing was credited. Sort that invoice out first, then press Sync again here.")
-    return _invoice_engine(run).run(_invoice_state(run), None)
+    return _invoice_engine(run, recorder).run(_invoice_state(run), None)
 
 
-def _ledger_engine(run: SyncRun) -> LedgerEngine:
-    stripe_api, economic = _clients_for(run, "the journal entry")
-    return LedgerEngine(stripe_api, economic, journal_settings_for(run.merchant_id), DatabaseRecorder(run),
+def _ledger_engine(run: SyncRun, recorder: DatabaseRecorder) -> LedgerEngine:
+    stripe_api, economic = _clients_for(run, "the journal entry", recorder)
+    return LedgerEngine(stripe_api, economic, journal_settings_for(run.merchant_id), recorder,
                         DatabaseBooks(run.merchant_id, run.stripe_account_id),
                         timezone=sync_settings_for(run.merchant_id).time_zone)
 
@@ -118,70 +124,95 @@ def _entry_state(run: SyncRun) -> EntryState:
     )
 
 
+# A run's claim for an attempt (sync_run_execute), built once.
+_CLAIM = (
+    update(SyncRun)
+    .where(SyncRun.id == bindparam("run_id"), or_(
+        SyncRun.status.in_((RunStatus.QUEUED, RunStatus.RETRYING)),
+        lease_expired(bindparam("lease_expired_before")),
+        (SyncRun.status == RunStatus.RUNNING) & (SyncRun.job_id == bindparam("job_id"))))
+    .values(status=RunStatus.RUNNING, attempts=SyncRun.attempts + 1, started_at=bindparam("now"),
+            heartbeat_at=bindparam("now"), updated_at=bindparam("now"), next_retry_at=None,
+            job_id=func.coalesce(bindparam("job_id", type_=SyncRun.job_id.type), SyncRun.job_id))
+    .returning(SyncRun)
+)
+
+
 def sync_run_execute(run_id: int, job_id: str | None = None, invoice: dict | None = None) -> str:
     """One attempt of one run. Returns the run's status afterwards. `invoice`: the Stripe invoice as the
     caller fetched it a moment ago (the event job), so the engine need not fetch it again.
 
-    A run is claimed in one UPDATE: only when it is waiting, or "running" but left by a worker that
-    died (its lease was not renewed in time, or RQ retries the very job that was running it). While the
-    attempt lasts, a heartbeat renews the lease.
+    A run is claimed in one UPDATE, which returns it: only when it is waiting, or "running" but left by a
+    worker that died (its lease was not renewed in time, or RQ retries the very job that was running it).
+    While the attempt lasts, a heartbeat renews the lease.
     """
-    abandoned = lease_expired()
-    if job_id:
-        abandoned = abandoned | ((SyncRun.status == RunStatus.RUNNING) & (SyncRun.job_id == job_id))
-    claimed = db.session.execute(
-        update(SyncRun)
-        .where(SyncRun.id == run_id, or_(SyncRun.status.in_((RunStatus.QUEUED, RunStatus.RETRYING)), abandoned))
-        .values(status=RunStatus.RUNNING, attempts=SyncRun.attempts + 1, started_at=utcnow(), heartbeat_at=utcnow(),
-                updated_at=utcnow(), next_retry_at=None,
-                **({"job_id": job_id} if job_id else {}))
-    ).rowcount
-    db.session.commit()
-    run = db.session.get(SyncRun, run_id)
-    if not claimed or run is None:
-        return run.status if run else "missing"
-    # The engine's reports are committed one by one; reloading the run after each commit (the session's
-    # default) would cost a query each and tell us nothing: this job is the run's only writer.
+    # The attempt commits as it goes; reloading the run after each commit (the session's default) would
+    # cost a query each and tell us nothing: this job is the run's only writer.
     session = db.session()
     session.expire_on_commit = False
     try:
+        run = session.scalars(_CLAIM, {"run_id": run_id, "job_id": job_id, "now": utcnow(),
+                                       "lease_expired_before": lease_expired_before()},
+                              execution_options={"populate_existing": True}).one_or_none()
+        session.commit()
+        if run is None:  # not claimed: another worker has it, or it has finished
+            run = session.get(SyncRun, run_id)
+            return run.status if run else "missing"
         status = _attempt(run, invoice)
+        entry_runs_after(run)
     finally:
         session.expire_on_commit = True
         session.expire_all()  # what callers read next comes from the database again
-    entry_runs_after(db.session.get(SyncRun, run_id))
     return status
 
 
-def _perform(run: SyncRun, invoice: dict | None) -> Outcome | EntryOutcome:
+def _perform(run: SyncRun, invoice: dict | None, recorder: DatabaseRecorder) -> Outcome | EntryOutcome:
     """The run's work, by its kind."""
     if run.kind == RunKind.INVOICE:
-        return _invoice_engine(run).run(_invoice_state(run), invoice)
+        return _invoice_engine(run, recorder).run(_invoice_state(run), invoice)
     if run.kind == RunKind.CREDIT_NOTE:
-        return _credit_note(run)
-    ledger = _ledger_engine(run)
+        return _credit_note(run, recorder)
+    ledger = _ledger_engine(run, recorder)
     enter = {RunKind.PAYMENT: ledger.payment, RunKind.REFUND: ledger.refund, RunKind.PAYOUT: ledger.payout}[RunKind(run.kind)]
     return enter(_entry_state(run))
 
 
 def _attempt(run: SyncRun, invoice: dict | None) -> str:
+    recorder = DatabaseRecorder(run)
     try:
         with Heartbeat(SyncRun, run.id, RunStatus.RUNNING):
-            outcome = _perform(run, invoice)
-    except SyncFailure as failure:
-        return sync_run_failed(run, failure)
-    except SyncHeld as held:
-        return sync_run_held(run, held)
-    except SyncSkipped as skipped:
-        return sync_run_finished(run, RunStatus.SKIPPED, last_error=skipped.reason)
-    except SyncWaiting as waiting:
-        return sync_run_waiting(run, waiting.reason)
-    except Exception as error:  # a bug or an unforeseen answer: retried, and shown as it is
-        log.exception("sync run %s crashed", run.id)
-        return sync_run_failed(run, SyncFailure(f"Unexpected error: {error.__class__.__name__}: {error}", transient=True))
+            outcome = _perform(run, invoice, recorder)
+    except Exception as error:
+        _reports_saved(recorder)  # the step that stopped it among them
+        return _stopped(run, error)
+    recorder.save(commit=False)  # committed with the run's status
     if isinstance(outcome, EntryOutcome):
         return sync_run_entered(run, outcome)
     return sync_run_succeeded(run, outcome)
+
+
+def _reports_saved(recorder: DatabaseRecorder) -> None:
+    """What the engine reported before it stopped, saved (unless the database is away: then the attempt ends
+    with the error, and RQ retries the job)."""
+    try:
+        recorder.save()
+    except SQLAlchemyError:
+        db.session.rollback()
+
+
+def _stopped(run: SyncRun, error: Exception) -> str:
+    """The run's status after its attempt stopped on `error`."""
+    if isinstance(error, SyncFailure):
+        return sync_run_failed(run, error)
+    if isinstance(error, SyncHeld):
+        return sync_run_held(run, error)
+    if isinstance(error, SyncSkipped):
+        return sync_run_finished(run, RunStatus.SKIPPED, last_error=error.reason)
+    if isinstance(error, SyncWaiting):
+        return sync_run_waiting(run, error.reason)
+    # A bug or an unforeseen answer: retried, and shown as it is.
+    log.error("sync run %s crashed", run.id, exc_info=error)
+    return sync_run_failed(run, SyncFailure(f"Unexpected error: {error.__class__.__name__}: {error}", transient=True))
 
 
 def sync_run_job(run_id: int) -> str:

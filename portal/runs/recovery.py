@@ -21,10 +21,12 @@ def lease_expired_before() -> datetime:
     return utcnow() - timedelta(seconds=current_app.config["RUN_LEASE_SECONDS"])
 
 
-def lease_expired() -> ColumnElement[bool]:
-    """A running run whose worker stopped renewing its lease (killed, OOM, a deploy)."""
+def lease_expired(before: datetime | ColumnElement[datetime] | None = None) -> ColumnElement[bool]:
+    """A running run whose worker stopped renewing its lease (killed, OOM, a deploy): last renewed `before`
+    (a moment, or a bound parameter; by default `lease_expired_before()`)."""
     return (SyncRun.status == RunStatus.RUNNING) & (
-        func.coalesce(SyncRun.heartbeat_at, SyncRun.started_at, SyncRun.updated_at) < lease_expired_before())
+        func.coalesce(SyncRun.heartbeat_at, SyncRun.started_at, SyncRun.updated_at)
+        < (lease_expired_before() if before is None else before))
 
 
 class Heartbeat:

@@ -8,6 +8,7 @@ permanent ones to the merchant word for word.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -127,7 +128,9 @@ class EconomicClient:
         base_url: str = DEFAULT_BASE_URL,
         timeout: tuple[float, float] = (5.0, 20.0),
         session: requests.Session | None = None,
+        before_request: Callable[[], None] | None = None,
     ) -> None:
+        """`before_request`: called before every request, e.g. to commit what a run learnt so far."""
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.session = session or http_session(self.base_url)
@@ -136,6 +139,7 @@ class EconomicClient:
             "X-AgreementGrantToken": agreement_grant_token,
             "Accept": "application/json",
         }
+        self.before_request = before_request
         self.last_rate_limit: str | None = None
         self.calls = 0  # requests sent, for the audit trail and the benchmarks
 
@@ -155,6 +159,8 @@ class EconomicClient:
             data = encode_body(json)
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
+        if self.before_request is not None:
+            self.before_request()
         self.calls += 1
         try:
             response = self.session.request(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import stripe
@@ -13,19 +14,39 @@ DEFAULT_API_BASE = "https://api.stripe.com"
 SDK_TIMEOUT_SECONDS = 80  # stripe.RequestsClient's own default
 
 
+class _RequestsClientCalling(stripe.RequestsClient):
+    """The SDK's requests client, calling `before_request` before each request (outside the SDK's own error
+    handling, so that what it raises is not taken for a network error)."""
+
+    def __init__(self, before_request: Callable[[], None], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.before_request = before_request
+
+    def request_with_retries(self, *args, **kwargs):
+        self.before_request()
+        return super().request_with_retries(*args, **kwargs)
+
+    def request_stream_with_retries(self, *args, **kwargs):
+        self.before_request()
+        return super().request_stream_with_retries(*args, **kwargs)
+
+
 def stripe_client(api_key: str, api_base: str = DEFAULT_API_BASE, max_network_retries: int = 2,
-                  timeout: float | tuple[float, float] | None = None) -> stripe.StripeClient:
+                  timeout: float | tuple[float, float] | None = None,
+                  before_request: Callable[[], None] | None = None) -> stripe.StripeClient:
     """A StripeClient for one merchant's key, pointed at `api_base` (a staging server or a test double),
     on this thread's kept HTTP session for that address.
 
     `timeout` (seconds, or (connect, read)) for reads a person waits on; the SDK's default is 80 s.
+    `before_request`: called before every request, e.g. to commit what a run learnt so far.
     """
+    options = {"timeout": timeout if timeout is not None else SDK_TIMEOUT_SECONDS, "session": http_session(api_base)}
     return stripe.StripeClient(
         api_key,
         base_addresses={"api": api_base},
         max_network_retries=max_network_retries,
-        http_client=stripe.RequestsClient(timeout=timeout if timeout is not None else SDK_TIMEOUT_SECONDS,
-                                          session=http_session(api_base)),
+        http_client=(_RequestsClientCalling(before_request, **options) if before_request is not None
+                     else stripe.RequestsClient(**options)),
     )
 
 
@@ -59,7 +80,7 @@ def fetch_invoice(client: stripe.StripeClient, invoice_id: str) -> dict:
 
 
 def _get(client: stripe.StripeClient, path: str, **params) -> dict:
-    return json.loads(client.raw_request("get", path, **params).body)
+    return client.raw_request("get", path, **params).data  # parsed by the SDK already (into OrderedDicts)
 
 
 def _list_all(client: stripe.StripeClient, path: str, **params) -> list[dict]:
