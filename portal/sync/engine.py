@@ -127,10 +127,9 @@ class RunState:
 
 class Recorder(Protocol):
     """Where the engine reports what happened, as it happens, so a run taken back after a crash knows what its
-    earlier attempt made. A number (`invoice_fetched`, `customer_known`, `draft_known`, `invoice_booked`)
-    is persisted with the `step` row the engine writes right after it, before any further call to Stripe
-    or e-conomic; every other report is persisted at once (`document_create_started` before the create
-    it announces)."""
+    earlier attempt made. What the engine reports is persisted before its next call to Stripe or e-conomic
+    (`document_create_started` before the create it announces), and a number with the `step` row the engine
+    writes right after it; a step that made or changed something ("created", "done") at once."""
 
     def invoice_fetched(self, number: str | None, customer_name: str | None, customer_email: str | None,
                         currency: str | None, total_minor: int | None) -> None: ...
