@@ -166,6 +166,8 @@ def main() -> None:
         profile.enable()
         cpu_per_invoice(batches[3])
         profile.disable()
+        if os.environ.get("PROFILE_OUT"):
+            profile.dump_stats(os.environ["PROFILE_OUT"])
         with app.app_context():
             statuses = set(db.session.scalars(db.select(SyncRun.status).where(SyncRun.id != run_ids[-1]).distinct()))
         assert statuses == {RunStatus.SUCCEEDED}, statuses
