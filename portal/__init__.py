@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 from flask import Flask, jsonify, render_template, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
+from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import load_config
@@ -152,9 +154,6 @@ def _ping_connections_left_idle(app: Flask) -> None:
 
 
 def _ping_if_idle(app: Flask, engine) -> None:
-    from sqlalchemy import event
-    from sqlalchemy.exc import DisconnectionError
-
     @event.listens_for(engine, "connect")
     def fresh(dbapi_connection, record):
         record.info["idle_since"] = time.monotonic()
@@ -178,8 +177,6 @@ def _tune_sqlite(app: Flask) -> None:
     busy_timeout waits for a lock instead of failing, synchronous=NORMAL is WAL's safe setting."""
     if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         return
-    from sqlalchemy import event
-
     with app.app_context():
         engines = list(db.engines.values())
 
