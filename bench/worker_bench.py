@@ -155,6 +155,11 @@ def main() -> None:
               f"(its start of {start_cpu:.2f} s taken out), the fake Stripe and e-conomic in this process "
               f"{1000 * fast_doubles_cpu / INVOICES:.1f} ms")
         print(f"  sync at 0 ms / no-op: {noop / fast:.0%} from the start, {noop_steady / fast_steady:.0%} in steady state")
+        # A sync job pays RQ's handling of a job (the no-op's whole time) and waits while the doubles answer.
+        floor_ms = 1000 * noop_steady / INVOICES + 1000 * fast_doubles_cpu / INVOICES
+        print(f"  the most a sync could reach against these doubles: {1000 / floor_ms:.0f} inv/s in steady state "
+              f"({noop_steady / INVOICES * 1000 / floor_ms:.0%} of the no-op job), were its own work free: RQ's handling "
+              f"of a job {1000 * noop_steady / INVOICES:.1f} ms + the doubles answering {1000 * fast_doubles_cpu / INVOICES:.1f} ms")
         print(f"  peak RSS of the worker: {sync.rss:.0f} MiB")
 
 
