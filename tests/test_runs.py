@@ -400,11 +400,17 @@ def seed_settings(app, merchant_id):
         db.session.commit()
 
 
+def invoice_with_customer() -> dict:
+    """The example invoice as the sync fetches it: its customer expanded."""
+    invoice = json.loads((DATA / "invoice_send_invoice_open.json").read_text())
+    invoice["customer"] = json.loads((DATA / "customer.json").read_text())
+    return invoice
+
+
 @responses.activate
 def test_executing_a_run_records_numbers_audit_rows_and_totals(app, merchant):
     seed_settings(app, merchant.merchant_id)
-    invoice = json.loads((DATA / "invoice_send_invoice_open.json").read_text())
-    invoice["customer"] = json.loads((DATA / "customer.json").read_text())
+    invoice = invoice_with_customer()
     responses.get(f"https://api.stripe.com/v1/invoices/{invoice['id']}", json=invoice)
     responses.post(f"https://api.stripe.com/v1/invoices/{invoice['id']}", json=invoice)
     responses.post("https://restapi.e-conomic.com/invoices/drafts", json={"draftInvoiceNumber": 314, "netAmount": 8620.0, "vatAmount": 2155.0, "grossAmount": 10775.0})
@@ -436,8 +442,7 @@ def committed_steps_and_run(app, run_id):
 @responses.activate
 def test_what_a_run_learnt_is_committed_before_it_calls_out_and_what_it_made_at_once(app, merchant):
     seed_settings(app, merchant.merchant_id)
-    invoice = json.loads((DATA / "invoice_send_invoice_open.json").read_text())
-    invoice["customer"] = json.loads((DATA / "customer.json").read_text())
+    invoice = invoice_with_customer()
     seen = {}
 
     def create_draft(request):
@@ -468,8 +473,7 @@ def test_what_a_run_learnt_is_committed_before_it_calls_out_and_what_it_made_at_
 @responses.activate
 def test_a_step_that_fails_is_recorded_with_the_steps_before_it(app, merchant):
     seed_settings(app, merchant.merchant_id)
-    invoice = json.loads((DATA / "invoice_send_invoice_open.json").read_text())
-    invoice["customer"] = json.loads((DATA / "customer.json").read_text())
+    invoice = invoice_with_customer()
     responses.get(f"https://api.stripe.com/v1/invoices/{invoice['id']}", json=invoice)
     responses.post("https://restapi.e-conomic.com/invoices/drafts", status=400, json={
         "message": "Validation exception.", "errorCode": "E04300", "errors": {"layout": {"errors": [{"errorMessage": "Layout not found."}]}}})
