@@ -54,51 +54,51 @@ class DatabaseRecorder:
             db.session.commit()
         self._columns, self._rows = {}, []
 
-    def _save(self, **columns: Any) -> None:
-        # The run's object is told the values at once (it is what the job reads), without the ORM taking
-        # them for changes of its own to flush.
+    def _keep(self, **columns: Any) -> None:
+        # Kept for the next save. The run's object is told the values at once (it is what the job reads),
+        # without the ORM taking them for changes of its own to flush.
         self._columns.update(columns)
         for name, value in columns.items():
             set_committed_value(self.run, name, value)
 
     def invoice_fetched(self, number: str | None, customer_name: str | None, customer_email: str | None,
                         currency: str | None, total_minor: int | None) -> None:
-        self._save(stripe_invoice_number=number, customer_name=customer_name, customer_email=customer_email,
+        self._keep(stripe_invoice_number=number, customer_name=customer_name, customer_email=customer_email,
                    currency=currency, total_minor=total_minor)
 
     def customer_known(self, number: int) -> None:
-        self._save(economic_customer_number=number)
+        self._keep(economic_customer_number=number)
 
     def document_create_started(self) -> None:
-        self._save(document_create_started=True)
+        self._keep(document_create_started=True)
 
     def draft_known(self, document_type: str, number: int) -> None:
         if document_type == "draft_order":
-            self._save(economic_order_number=number)
+            self._keep(economic_order_number=number)
         else:
-            self._save(economic_draft_number=number)
+            self._keep(economic_draft_number=number)
 
     def invoice_booked(self, number: int) -> None:
-        self._save(economic_booked_number=number)
+        self._keep(economic_booked_number=number)
 
     def held_draft_discarded(self) -> None:
-        self._save(discard_draft_number=None)
+        self._keep(discard_draft_number=None)
 
     def credit_note_due(self) -> None:
-        self._save(needs_credit_note=True)
+        self._keep(needs_credit_note=True)
 
     # -- journal entries (portal.sync.ledger.EntryRecorder) --
 
     def entry_described(self, invoice_number: str | None, customer_name: str | None, currency: str,
                         amount_minor: int) -> None:
-        self._save(stripe_invoice_number=invoice_number, customer_name=customer_name,
+        self._keep(stripe_invoice_number=invoice_number, customer_name=customer_name,
                    currency=currency.upper(), total_minor=amount_minor)
 
     def voucher_create_started(self) -> None:
-        self._save(document_create_started=True)
+        self._keep(document_create_started=True)
 
     def voucher_known(self, journal_number: int, accounting_year: str, voucher_number: int) -> None:
-        self._save(economic_journal_number=journal_number, economic_accounting_year=accounting_year,
+        self._keep(economic_journal_number=journal_number, economic_accounting_year=accounting_year,
                    economic_voucher_number=voucher_number)
 
     def step(self, step: str, outcome: str, *, numbers=None, summary=None, error=None, duration_ms: int = 0) -> None:
